@@ -1,0 +1,37 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   -> installs sigscan (dev environment in .venv) and runs `sigscan demo` on bundled data
+#   make test   -> installs the same environment and runs the test-suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_OUT ?= sigscan-demo
+
+.PHONY: install demo test test-all bench docs lint
+
+$(BIN)/sigscan: pyproject.toml requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -r requirements-dev.txt
+	touch $(BIN)/sigscan
+
+install: $(BIN)/sigscan
+
+demo: install
+	$(BIN)/sigscan demo --out $(DEMO_OUT)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-all: install
+	$(BIN)/python -m pytest -q -m ""
+
+bench: install
+	$(BIN)/python benchmarks/attributions.py
+
+docs: install
+	$(BIN)/python -m pip install -e ".[doc]"
+	$(BIN)/python -m sphinx -W -b html docs docs/_build/html
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks

@@ -1,0 +1,13 @@
+"""sigscan: foundation-model gene attributions (SIGnature) for scanpy workflows."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import datasets, models, pl, pp, tl
+from ._gene_sets import read_gmt
+
+try:
+    __version__ = version("sigscan")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = ["datasets", "models", "pl", "pp", "read_gmt", "tl"]

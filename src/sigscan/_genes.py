@@ -1,0 +1,167 @@
+"""Gene identifiers: tell symbols from Ensembl IDs and align a dataset's genes to a model's gene order."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from ._logging import logger
+
+IdentifierType = Literal["ensembl", "symbol"]
+
+_ENSEMBL = re.compile(r"^ENS[A-Z]*[GT]\d{6,}(\.\d+)?$")
+#: var columns that commonly hold the other identifier type, tried in order when the names do not match.
+_CANDIDATE_COLUMNS: dict[IdentifierType, tuple[str, ...]] = {
+    "ensembl": ("gene_ids", "gene_id", "ensembl_id", "ensembl_ids", "feature_id", "ensembl", "id"),
+    "symbol": ("gene_symbols", "gene_symbol", "feature_name", "gene_name", "gene_names", "symbol", "symbols", "name"),
+}
+
+
+def identifier_type(names: pd.Index | np.ndarray | list[str]) -> IdentifierType:
+    """Guess whether ``names`` are Ensembl IDs or gene symbols (majority vote)."""
+    values = pd.Index(names).astype(str)
+    if len(values) == 0:
+        return "symbol"
+    sample = values[:: max(1, len(values) // 2000)]
+    is_ensembl = np.fromiter((bool(_ENSEMBL.match(v)) for v in sample), dtype=bool, count=len(sample))
+    return "ensembl" if is_ensembl.mean() > 0.5 else "symbol"
+
+
+def _strip_version(names: pd.Index) -> pd.Index:
+    return pd.Index([n.split(".")[0] if _ENSEMBL.match(n) else n for n in names.astype(str)])
+
+
+@dataclass(frozen=True)
+class GeneAlignment:
+    """How the columns of a dataset map onto a model's gene order.
+
+    Attributes
+    ----------
+    data_to_model
+        For every dataset column, the model gene position it feeds, or -1.
+    n_model_genes
+        Size of the model's gene space.
+    source
+        Which dataset identifiers were used (``"var_names"`` or a ``var`` column).
+    """
+
+    data_to_model: np.ndarray
+    n_model_genes: int
+    source: str
+
+    @property
+    def n_overlap(self) -> int:
+        """Number of model genes found in the dataset."""
+        return int((self.data_to_model >= 0).sum())
+
+    @property
+    def in_model(self) -> np.ndarray:
+        """Boolean mask over dataset columns: does the column feed a model gene."""
+        return self.data_to_model >= 0
+
+    def selection_matrix(self) -> sparse.csr_matrix:
+        """Sparse 0/1 matrix (dataset genes × model genes) so that ``X @ P`` reorders columns in O(nnz)."""
+        rows = np.flatnonzero(self.data_to_model >= 0)
+        cols = self.data_to_model[rows]
+        return sparse.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, cols)),
+            shape=(len(self.data_to_model), self.n_model_genes),
+        )
+
+    def to_model(self, counts: sparse.csr_matrix) -> sparse.csr_matrix:
+        """Reorder the columns of a dataset batch into the model's gene space (missing genes are zero)."""
+        columns = self.data_to_model[counts.indices]
+        keep = columns >= 0
+        row_ids = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
+        out = sparse.csr_matrix(
+            (counts.data[keep], (row_ids[keep], columns[keep])),
+            shape=(counts.shape[0], self.n_model_genes),
+            dtype=np.float32,
+        )
+        out.sum_duplicates()
+        return out
+
+    def to_data(self, values: sparse.csr_matrix) -> sparse.csr_matrix:
+        """Map a batch in model gene space back to the dataset's columns (model genes absent from the data drop)."""
+        model_to_data = np.full(self.n_model_genes, -1, dtype=np.int64)
+        present = np.flatnonzero(self.data_to_model >= 0)
+        model_to_data[self.data_to_model[present]] = present
+        columns = model_to_data[values.indices]
+        keep = columns >= 0
+        row_ids = np.repeat(np.arange(values.shape[0]), np.diff(values.indptr))
+        out = sparse.csr_matrix(
+            (values.data[keep], (row_ids[keep], columns[keep])),
+            shape=(values.shape[0], len(self.data_to_model)),
+            dtype=values.dtype,
+        )
+        out.sort_indices()
+        return out
+
+
+def align_genes(
+    var: pd.DataFrame,
+    gene_order: pd.Index,
+    *,
+    gene_symbols: str | None = None,
+    gene_ids: str | None = None,
+    min_overlap: int = 1,
+    model_name: str = "model",
+) -> GeneAlignment:
+    """Align a dataset's genes (``var``) to a model's ``gene_order``.
+
+    The model's identifier type is detected from ``gene_order``. The dataset's identifiers are, in order:
+    the column named by ``gene_symbols``/``gene_ids`` (whichever matches the model's type), ``var_names`` when they
+    are of the model's type, or the first well-known ``var`` column holding that type. Ensembl version suffixes
+    are ignored. Raises :class:`ValueError` when fewer than ``min_overlap`` model genes are found.
+    """
+    model_type = identifier_type(gene_order)
+    requested = gene_ids if model_type == "ensembl" else gene_symbols
+    if requested is not None:
+        if requested not in var.columns:
+            raise ValueError(f"adata.var has no column {requested!r}; available columns: {list(var.columns)}.")
+        names, source = pd.Index(var[requested].astype(str)), f"var[{requested!r}]"
+    elif identifier_type(var.index) == model_type:
+        names, source = pd.Index(var.index.astype(str)), "var_names"
+    else:
+        names, source = None, "var_names"
+        for column in _CANDIDATE_COLUMNS[model_type]:
+            if column in var.columns and identifier_type(var[column].astype(str)) == model_type:
+                names, source = pd.Index(var[column].astype(str)), f"var[{column!r}]"
+                break
+        if names is None:
+            names = pd.Index(var.index.astype(str))
+    if model_type == "ensembl":
+        names = _strip_version(names)
+        model_genes = _strip_version(pd.Index(gene_order))
+    else:
+        model_genes = pd.Index(gene_order).astype(str)
+
+    position = pd.Series(np.arange(len(model_genes)), index=model_genes)
+    position = position[~position.index.duplicated()]
+    data_to_model = position.reindex(names).to_numpy()
+    data_to_model = np.where(np.isnan(data_to_model), -1, data_to_model).astype(np.int64)
+    # a model gene is fed by one column only: the first occurrence wins
+    used = data_to_model >= 0
+    duplicated = pd.Index(data_to_model).duplicated() & used
+    data_to_model[duplicated] = -1
+    alignment = GeneAlignment(data_to_model, len(gene_order), source)
+
+    expected = "Ensembl gene IDs (e.g. ENSG00000141510)" if model_type == "ensembl" else "gene symbols (e.g. TP53)"
+    logger.info(
+        "%s: %d of %d model genes found in the data (%s)", model_name, alignment.n_overlap, len(gene_order), source
+    )
+    if alignment.n_overlap < min_overlap:
+        found = identifier_type(names)
+        other = "gene_ids" if model_type == "ensembl" else "gene_symbols"
+        raise ValueError(
+            f"Only {alignment.n_overlap} of the {len(gene_order)} genes of {model_name} were found in the data "
+            f"(minimum {min_overlap}). The model expects {expected}; the data's {source} look like "
+            f"{'Ensembl IDs' if found == 'ensembl' else 'gene symbols'}. Pass {other}='<var column>' naming the "
+            f"adata.var column that holds {expected.split(' (')[0]}, or lower min_gene_overlap if this is intended."
+        )
+    return alignment

@@ -1,0 +1,42 @@
+"""Stream row batches (CSR float32) from in-memory, backed h5ad, or zarr matrices without loading them whole."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+from ._logging import logger
+
+
+def n_rows(matrix: Any) -> int:
+    """Number of rows of any supported matrix."""
+    return int(matrix.shape[0])
+
+
+def iter_row_batches(matrix: Any, batch_size: int, *, start: int = 0) -> Iterator[tuple[int, int, sparse.csr_matrix]]:
+    """Yield ``(start, stop, CSR float32 batch)`` over the rows of ``matrix``.
+
+    Works for scipy sparse and numpy arrays in memory, anndata's backed sparse datasets (h5ad or zarr), h5py/zarr
+    dense arrays, and dask arrays. CSC input in memory is converted to CSR once (row slicing a CSC matrix per
+    batch is quadratic); only one batch is ever densified.
+    """
+    if sparse.issparse(matrix) and matrix.format != "csr":
+        logger.info("converting the input matrix from %s to CSR once for row streaming", matrix.format)
+        matrix = matrix.tocsr()
+    total = n_rows(matrix)
+    for lo in range(start, total, batch_size):
+        hi = min(total, lo + batch_size)
+        block = matrix[lo:hi]
+        if hasattr(block, "compute"):  # dask
+            block = block.compute()
+        yield lo, hi, _to_csr32(block)
+
+
+def _to_csr32(block: Any) -> sparse.csr_matrix:
+    if sparse.issparse(block):
+        block = block.tocsr()
+        return block if block.dtype == np.float32 else block.astype(np.float32)
+    return sparse.csr_matrix(np.asarray(block, dtype=np.float32))

@@ -1,0 +1,59 @@
+"""Small helpers shared across modules (no scientific logic lives here)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+
+def cache_dir() -> Path:
+    """Folder where sigscan caches trained demo models (``$SIGSCAN_CACHE`` or the XDG cache)."""
+    root = os.environ.get("SIGSCAN_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "sigscan"
+    )
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sha256_arrays(arrays: list[np.ndarray]) -> str:
+    """Checksum of a list of arrays (dtype, shape and bytes), used for model and shard provenance."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(str(array.dtype).encode())
+        digest.update(str(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def sha256_strings(values: list[str]) -> str:
+    """Checksum of an ordered list of strings (gene orders)."""
+    digest = hashlib.sha256()
+    for value in values:
+        digest.update(value.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def as_csr_float32(matrix: Any) -> sparse.csr_matrix:
+    """Return a CSR float32 copy-free view where possible (dense input is sparsified)."""
+    if sparse.issparse(matrix):
+        matrix = matrix.tocsr()
+        if matrix.dtype != np.float32:
+            matrix = matrix.astype(np.float32)
+        return matrix
+    return sparse.csr_matrix(np.asarray(matrix, dtype=np.float32))
+
+
+def scale_rows(matrix: sparse.csr_matrix, target_sum: float) -> sparse.csr_matrix:
+    """Scale each row of a non-negative CSR matrix to sum to ``target_sum`` in place; all-zero rows stay zero."""
+    row_sums = np.asarray(matrix.sum(axis=1, dtype=np.float64)).ravel()
+    factors = np.divide(target_sum, row_sums, out=np.zeros_like(row_sums), where=row_sums > 0)
+    matrix.data *= np.repeat(factors, np.diff(matrix.indptr)).astype(matrix.data.dtype)
+    return matrix

@@ -1,0 +1,6 @@
+"""Bundled real data, gene sets and a small synthetic generator."""
+
+from ._datasets import gene_sets, kang_ifnb, pbmc3k
+from ._synthetic import toy
+
+__all__ = ["gene_sets", "kang_ifnb", "pbmc3k", "toy"]

@@ -1,0 +1,8 @@
+"""Encoder wrappers: what :func:`sigscan.pp.attributions` attributes."""
+
+from ._base import AttributionModel
+from ._scimilarity import SCimilarity, SCimilarityEncoder
+from ._scvi import SCVI
+from ._torch import TorchEncoder
+
+__all__ = ["SCVI", "AttributionModel", "SCimilarity", "SCimilarityEncoder", "TorchEncoder"]

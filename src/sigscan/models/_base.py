@@ -1,0 +1,180 @@
+"""What every model wrapper provides to the attribution engine."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import sparse
+from torch import nn
+
+from .._genes import GeneAlignment, align_genes
+from .._utils import sha256_arrays
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+Preprocess = Literal["log1p_cp10k", "log1p", "none"]
+
+
+@dataclass(frozen=True)
+class FirstLinear:
+    """Decomposition ``embedding(x) = rest(x @ weight.T + bias)`` used by the exact fast path.
+
+    ``rest`` maps the first layer's pre-activations to the embedding *before* any L2 normalisation.
+    """
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    rest: nn.Module
+
+
+@dataclass
+class AttributionInputs:
+    """What the captum path attributes: the tensor, extra forward arguments, and the map back to genes."""
+
+    inputs: torch.Tensor
+    extra: tuple
+    to_genes: Callable[[torch.Tensor], sparse.csr_matrix]
+
+
+def preprocess_counts(counts: sparse.csr_matrix, how: Preprocess, *, target_sum: float = 1e4) -> sparse.csr_matrix:
+    """Turn counts (cells × model genes, CSR) into model input without densifying.
+
+    ``"log1p_cp10k"`` scales each cell to ``target_sum`` over the model's genes, then log1p;
+    ``"log1p"`` applies log1p only; ``"none"`` passes values through.
+    """
+    x = counts.astype(np.float32, copy=True)
+    if how == "log1p_cp10k":
+        totals = np.asarray(x.sum(axis=1, dtype=np.float64)).ravel()
+        factors = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
+        x.data *= np.repeat(factors, np.diff(x.indptr)).astype(np.float32)
+        np.log1p(x.data, out=x.data)
+    elif how == "log1p":
+        np.log1p(x.data, out=x.data)
+    elif how != "none":
+        raise ValueError(f"Unknown preprocessing {how!r}; use 'log1p_cp10k', 'log1p' or 'none'.")
+    return x
+
+
+class AttributionModel(ABC):
+    """A single-cell encoder that sigscan can attribute.
+
+    Subclasses set :attr:`name`, :attr:`gene_order`, :attr:`embedding_dim`, :attr:`l2_normalized`, and implement
+    :meth:`preprocess` (counts → model input) and :meth:`embed` (differentiable input → embedding).
+    """
+
+    #: short model name used in layer keys (``attr_<name>_<method>``)
+    name: str
+    #: the model's genes, in input order (symbols or Ensembl IDs)
+    gene_order: pd.Index
+    #: whether :meth:`embed` L2-normalises its output
+    l2_normalized: bool = False
+    #: whether the input must be raw counts (non-negative integers)
+    requires_counts: bool = True
+    #: fewer model genes than this in the data is an error
+    min_gene_overlap: int = 500
+
+    @property
+    @abstractmethod
+    def module(self) -> nn.Module:
+        """The underlying :class:`torch.nn.Module` (all parameters that define the embedding)."""
+
+    @property
+    @abstractmethod
+    def embedding_dim(self) -> int:
+        """Size of the embedding."""
+
+    @abstractmethod
+    def preprocess(self, counts: sparse.csr_matrix) -> sparse.csr_matrix:
+        """Counts aligned to :attr:`gene_order` (CSR float32) → the model's input (CSR float32)."""
+
+    @abstractmethod
+    def embed(self, x: torch.Tensor, *, normalize: bool = True) -> torch.Tensor:
+        """Differentiable embedding of dense model input ``x``; ``normalize=False`` skips any L2 normalisation."""
+
+    def first_linear(self) -> FirstLinear | None:
+        """Decompose the encoder for the exact fast path, or ``None`` if its first operation is not linear."""
+        return None
+
+    # --- shared behaviour -------------------------------------------------------------------------------------
+
+    @property
+    def n_genes(self) -> int:
+        """Size of the model's gene space."""
+        return len(self.gene_order)
+
+    @cached_property
+    def checksum(self) -> str:
+        """SHA-256 of the module's state (parameter names, dtypes, shapes and values)."""
+        state = self.module.state_dict()
+        arrays = [np.frombuffer(name.encode(), dtype=np.uint8) for name in state]
+        arrays += [tensor.detach().cpu().numpy() for tensor in state.values()]
+        return sha256_arrays(arrays)
+
+    def align(
+        self, var: pd.DataFrame, *, gene_symbols: str | None = None, gene_ids: str | None = None
+    ) -> GeneAlignment:
+        """Map the columns of ``var`` onto :attr:`gene_order` (see :func:`sigscan._genes.align_genes`)."""
+        return align_genes(
+            var,
+            self.gene_order,
+            gene_symbols=gene_symbols,
+            gene_ids=gene_ids,
+            min_overlap=min(self.min_gene_overlap, self.n_genes),
+            model_name=self.name,
+        )
+
+    def prepare(
+        self,
+        adata: AnnData,
+        *,
+        layer: str | None = None,
+        gene_symbols: str | None = None,
+        gene_ids: str | None = None,
+    ) -> sparse.csr_matrix:
+        """AnnData → model input: CSR float32, cells × :attr:`gene_order`, zero-filled for genes the data lacks."""
+        from .._utils import as_csr_float32
+
+        alignment = self.align(adata.var, gene_symbols=gene_symbols, gene_ids=gene_ids)
+        counts = adata.layers[layer] if layer is not None else adata.X
+        return self.preprocess(alignment.to_model(as_csr_float32(counts)))
+
+    def attribution_inputs(self, x: sparse.csr_matrix, device: torch.device) -> AttributionInputs:
+        """Dense input tensor for the captum path; attributions map back through the input's sparsity pattern."""
+        dense = torch.as_tensor(x.toarray(), device=device)
+
+        def to_genes(attr: torch.Tensor) -> sparse.csr_matrix:
+            values = attr.detach().cpu().numpy()
+            rows = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
+            return sparse.csr_matrix((values[rows, x.indices], x.indices, x.indptr), shape=x.shape)
+
+        return AttributionInputs(dense, (), to_genes)
+
+    def forward_inputs(self, inputs: torch.Tensor, *extra: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Embedding of what :meth:`attribution_inputs` returns (dense-gene models: :meth:`embed`)."""
+        return self.embed(inputs, normalize=normalize)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, n_genes={self.n_genes}, embedding_dim={self.embedding_dim})"
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` → CUDA, then MPS, then CPU."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device not in {"cpu", "cuda", "mps"} and not device.startswith("cuda:"):
+        raise ValueError(f"Unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'mps'.")
+    return torch.device(device)

@@ -1,0 +1,5 @@
+"""Tools: gene-set scores, scorer comparisons, hits and analyses."""
+
+from ._attribution_score import attribution_score
+
+__all__ = ["attribution_score"]
