@@ -27,12 +27,15 @@ Preprocess = Literal["log1p_cp10k", "log1p", "none"]
 class FirstLinear:
     """Decomposition ``embedding(x) = rest(x @ weight.T + bias)`` used by the exact fast path.
 
-    ``rest`` maps the first layer's pre-activations to the embedding *before* any L2 normalisation.
+    ``rest`` maps the first layer's pre-activations to the embedding *before* any L2 normalisation. ``modules``, when
+    given, lists the leaf modules ``rest`` applies one after the other (no skips or branches), which lets the
+    engine fold affine maps and use hand-derived gradients.
     """
 
     weight: torch.Tensor
     bias: torch.Tensor | None
     rest: nn.Module
+    modules: tuple[nn.Module, ...] | None = None
 
 
 @dataclass

@@ -224,4 +224,10 @@ class SCimilarity(AttributionModel):
 
     def first_linear(self) -> FirstLinear:
         linear = self.encoder.network[0][1]
-        return FirstLinear(linear.weight, linear.bias, _SCimilarityRest(self.encoder))
+        rest = _SCimilarityRest(self.encoder)
+        chain = None if self.encoder.residual else (*rest.head, *(m for layer in rest.layers for m in _leaves(layer)))
+        return FirstLinear(linear.weight, linear.bias, rest, chain)
+
+
+def _leaves(module: nn.Module) -> list[nn.Module]:
+    return list(module) if isinstance(module, nn.Sequential) else [module]

@@ -86,7 +86,8 @@ class SCVI(AttributionModel):
 
     def first_linear(self) -> FirstLinear:
         linear = self.z_encoder.encoder.fc_layers[0][0]
-        return FirstLinear(linear.weight, linear.bias, _FCLayersRest(self.z_encoder))
+        rest = _FCLayersRest(self.z_encoder)
+        return FirstLinear(linear.weight, linear.bias, rest, (*rest.body, rest.mean_encoder))
 
 
 def _var_names(model: Any) -> list[str]:

@@ -93,6 +93,23 @@ class TorchEncoder(AttributionModel):
             if isinstance(child, _TRANSPARENT):
                 continue
             if isinstance(child, nn.Linear):
-                return FirstLinear(child.weight, child.bias, nn.Sequential(*children[i + 1 :]))
+                rest = nn.Sequential(*children[i + 1 :])
+                return FirstLinear(child.weight, child.bias, rest, _flatten(rest))
             return None
         return None
+
+
+def _flatten(module: nn.Sequential) -> tuple[nn.Module, ...] | None:
+    """Leaf modules of nested Sequentials, or None when another container could branch."""
+    leaves: list[nn.Module] = []
+    for child in module:
+        if isinstance(child, nn.Sequential):
+            inner = _flatten(child)
+            if inner is None:
+                return None
+            leaves.extend(inner)
+        elif len(list(child.children())) == 0:
+            leaves.append(child)
+        else:
+            return None
+    return tuple(leaves)

@@ -19,14 +19,14 @@ from scipy import sparse
 from torch import nn
 
 from ..models._base import AttributionModel, FirstLinear
+from ._kernels import sampled_rowdot, sparse_dense_mm
+from ._mlp import chain_embedding, chain_hidden_gradient, compile_chain
 
 Method = Literal["ig", "dl", "ixg"]
 METHODS: tuple[str, ...] = ("ig", "dl", "ixg")
 
 #: rows (cells × steps) processed per autograd call on the fast path; bounds memory independently of n_steps
-_FAST_ROWS = 16384
-#: non-zeros per chunk when mapping hidden-space gradients back to genes
-_GATHER_NNZ = 1 << 16
+_FAST_ROWS = 2048
 
 
 @lru_cache(maxsize=16)
@@ -114,16 +114,18 @@ def _hidden_gradient(head: SummationHead, u: torch.Tensor, w: torch.Tensor, meth
 
 
 def _sampled_rowdot(x: sparse.csr_matrix, hidden: torch.Tensor, weight_t: torch.Tensor) -> np.ndarray:
-    """For every non-zero (i, j) of ``x``: ``hidden[i] · weight_t[j]`` (never forms the dense cells × genes product)."""
-    rows = torch.from_numpy(np.repeat(np.arange(x.shape[0]), np.diff(x.indptr)))
-    cols = torch.from_numpy(x.indices.astype(np.int64))
-    out = torch.empty(x.nnz, dtype=hidden.dtype)
-    for start in range(0, x.nnz, _GATHER_NNZ):
-        stop = min(x.nnz, start + _GATHER_NNZ)
-        r = rows[start:stop].to(hidden.device)
-        c = cols[start:stop].to(hidden.device)
-        out[start:stop] = (hidden[r] * weight_t[c]).sum(dim=1).cpu()
-    return out.numpy()
+    """For every non-zero (i, j) of ``x``: ``hidden[i] · weight_t[j]``.
+
+    Only the genes expressed somewhere in the batch are multiplied (one GEMM over that union), so the dense
+    cells × genes product is never formed over the whole gene space.
+    """
+    if x.nnz == 0:
+        return np.zeros(0, dtype=np.float32)
+    genes, position = np.unique(x.indices, return_inverse=True)
+    device = hidden.device
+    product = hidden @ weight_t[torch.from_numpy(genes).to(device)].T  # cells × expressed genes
+    rows = torch.from_numpy(np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))).to(device)
+    return product[rows, torch.from_numpy(position.ravel()).to(device)].cpu().numpy()
 
 
 class FastPath:
@@ -136,23 +138,54 @@ class FastPath:
                 f"{model.name}: the first operation on genes is not a Linear layer, so the fast path does not "
                 "apply; use engine='captum'."
             )
-        self.split = split
         self.normalize = normalize
         self.device = device
         self.head = _rest_head(split, normalize)
-        self.weight_t = split.weight.detach().T.contiguous()  # genes × hidden: rows gathered per non-zero
+        self.weight_t = split.weight.detach().T.contiguous()  # genes × hidden: one row per gene
+        self.weight_t_numpy = self.weight_t.numpy() if device.type == "cpu" else None
+        self.chain = (
+            compile_chain(list(split.modules), split.bias, split.weight[:, 0]) if split.modules is not None else None
+        )
+
+    def _first_layer(self, x: sparse.csr_matrix) -> torch.Tensor:
+        """``u = x Wᵀ`` (no bias) from the sparse input: cost ∝ non-zeros."""
+        if self.weight_t_numpy is not None:
+            return torch.from_numpy(sparse_dense_mm(x, self.weight_t_numpy))
+        if x.nnz == 0:
+            return torch.zeros(x.shape[0], self.weight_t.shape[1], device=self.device)
+        return torch.sparse.mm(_csr_tensor(x, self.device), self.weight_t)
+
+    def hidden_gradient(self, u: torch.Tensor, *, method: str, n_steps: int) -> torch.Tensor:
+        """``ḡ`` such that the gene attribution is ``x ⊙ (ḡ W)``."""
+        if self.chain is None:
+            with torch.no_grad():
+                w = self.head._forward(u)
+            with torch.enable_grad():
+                return _hidden_gradient(self.head, u, w, method, n_steps).detach()
+        if method == "ig":
+            alphas, sizes = (torch.as_tensor(v, dtype=u.dtype, device=u.device) for v in gauss_legendre(n_steps))
+        else:
+            alphas = sizes = torch.ones(1, dtype=u.dtype, device=u.device)
+        w = chain_embedding(self.chain, u, self.normalize)
+        return chain_hidden_gradient(
+            self.chain,
+            u,
+            w,
+            alphas=alphas,
+            step_sizes=sizes,
+            normalize=self.normalize,
+            method=method,
+            max_rows=_FAST_ROWS,
+        )
 
     def __call__(self, x: sparse.csr_matrix, *, method: str, n_steps: int) -> sparse.csr_matrix:
         """Signed attributions with the sparsity of ``x``."""
-        with torch.no_grad():
-            if x.nnz:
-                u = torch.sparse.mm(_csr_tensor(x, self.device), self.weight_t)
-            else:
-                u = torch.zeros(x.shape[0], self.weight_t.shape[1], device=self.device)
-            w = self.head._forward(u)
-        with torch.enable_grad():
-            hidden = _hidden_gradient(self.head, u, w, method, n_steps).detach()
-        values = x.data * _sampled_rowdot(x, hidden, self.weight_t)
+        hidden = self.hidden_gradient(self._first_layer(x), method=method, n_steps=n_steps)
+        if self.weight_t_numpy is not None:
+            dots = sampled_rowdot(x, hidden.numpy(), self.weight_t_numpy)
+        else:
+            dots = _sampled_rowdot(x, hidden, self.weight_t)
+        values = x.data * dots
         return sparse.csr_matrix((values.astype(np.float32), x.indices.copy(), x.indptr.copy()), shape=x.shape)
 
 
