@@ -74,33 +74,43 @@ class GeneAlignment:
         )
 
     def to_model(self, counts: sparse.csr_matrix) -> sparse.csr_matrix:
-        """Reorder the columns of a dataset batch into the model's gene space (missing genes are zero)."""
-        columns = self.data_to_model[counts.indices]
-        keep = columns >= 0
-        row_ids = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
-        out = sparse.csr_matrix(
-            (counts.data[keep], (row_ids[keep], columns[keep])),
-            shape=(counts.shape[0], self.n_model_genes),
-            dtype=np.float32,
-        )
-        out.sum_duplicates()
-        return out
+        """Reorder the columns of a dataset batch into the model's gene space (missing genes are zero).
+
+        Indices within a row are left in the data's order (no sort): the engine does not need sorted rows.
+        """
+        return _remap_columns(counts, self.data_to_model, self.n_model_genes, sort=False)
 
     def to_data(self, values: sparse.csr_matrix) -> sparse.csr_matrix:
         """Map a batch in model gene space back to the dataset's columns (model genes absent from the data drop)."""
-        model_to_data = np.full(self.n_model_genes, -1, dtype=np.int64)
+        return _remap_columns(values, self.model_to_data, len(self.data_to_model), sort=True)
+
+    @property
+    def model_to_data(self) -> np.ndarray:
+        """For every model gene, the dataset column feeding it, or -1."""
+        mapping = np.full(self.n_model_genes, -1, dtype=np.int64)
         present = np.flatnonzero(self.data_to_model >= 0)
-        model_to_data[self.data_to_model[present]] = present
-        columns = model_to_data[values.indices]
-        keep = columns >= 0
-        row_ids = np.repeat(np.arange(values.shape[0]), np.diff(values.indptr))
-        out = sparse.csr_matrix(
-            (values.data[keep], (row_ids[keep], columns[keep])),
-            shape=(values.shape[0], len(self.data_to_model)),
-            dtype=values.dtype,
-        )
+        mapping[self.data_to_model[present]] = present
+        return mapping
+
+
+def _remap_columns(matrix: sparse.csr_matrix, mapping: np.ndarray, n_columns: int, *, sort: bool) -> sparse.csr_matrix:
+    """Move every stored entry of column ``j`` to column ``mapping[j]``, dropping those mapped to -1 (O(nnz)).
+
+    ``mapping`` is injective on kept columns, so no duplicates arise.
+    """
+    columns = mapping[matrix.indices]
+    keep = columns >= 0
+    kept_before = np.zeros(matrix.nnz + 1, dtype=np.int64)
+    np.cumsum(keep, out=kept_before[1:])
+    indptr = kept_before[matrix.indptr]
+    out = sparse.csr_matrix(
+        (matrix.data[keep], columns[keep].astype(np.int32), indptr), shape=(matrix.shape[0], n_columns)
+    )
+    if sort:
         out.sort_indices()
-        return out
+    else:
+        out.has_sorted_indices = False
+    return out
 
 
 def align_genes(

@@ -128,6 +128,17 @@ def _sampled_rowdot(x: sparse.csr_matrix, hidden: torch.Tensor, weight_t: torch.
     return product[rows, torch.from_numpy(position.ravel()).to(device)].cpu().numpy()
 
 
+def _transposed(model: AttributionModel, weight: torch.Tensor) -> torch.Tensor:
+    """Contiguous ``weight.T``, cached on the model until the weight is replaced or modified (version counter)."""
+    key = (weight.data_ptr(), weight._version, weight.device)
+    cached = getattr(model, "_sigscan_weight_t", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    transposed = weight.detach().T.contiguous()
+    model._sigscan_weight_t = (key, transposed)
+    return transposed
+
+
 class FastPath:
     """Exact first-layer fast path for one model, head and device (weights prepared once per run)."""
 
@@ -141,7 +152,7 @@ class FastPath:
         self.normalize = normalize
         self.device = device
         self.head = _rest_head(split, normalize)
-        self.weight_t = split.weight.detach().T.contiguous()  # genes × hidden: one row per gene
+        self.weight_t = _transposed(model, split.weight)  # genes × hidden: one row per gene
         self.weight_t_numpy = self.weight_t.numpy() if device.type == "cpu" else None
         self.chain = (
             compile_chain(list(split.modules), split.bias, split.weight[:, 0]) if split.modules is not None else None

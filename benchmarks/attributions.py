@@ -1,0 +1,195 @@
+"""Attribution throughput and memory: sigscan against the reference sc-signature, same model, cells and machine.
+
+SPEC 7 set-up: a random-weight SCimilarity-architecture model (28,231 genes; 1,024–1,024–128) and 1,000 PBMC3k
+cells. Each measurement runs in a fresh process (isolated peak RSS). Prints cells/s, peak RSS, speed-up ratios,
+the agreement of IG with the reference (per-cell Pearson, max |difference| on the 1000-scaled values) and the
+fraction of the FLOP limit (FLOPs per cell of the exact fast path ÷ measured matmul throughput).
+
+    python benchmarks/attributions.py                 # full comparison (needs benchmarks/requirements.txt)
+    python benchmarks/attributions.py --no-reference  # sigscan only
+    python benchmarks/attributions.py --memory 100000 # adds the 100k-cell backed-file peak-RSS check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import sparse
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import (  # noqa: E402
+    benchmark_cells,
+    matmul_gflops,
+    pbmc_gene_order,
+    peak_rss_gb,
+    run_worker,
+    workdir,
+)
+
+HIDDEN = (1024, 1024)
+LATENT = 128
+METHODS = ("ig", "dl", "ixg")
+
+
+def _model_dir() -> Path:
+    """Write (once) the random SCimilarity-architecture model in the published folder format."""
+    import sigscan as ss
+
+    path = workdir() / "scimilarity_random"
+    if not (path / "encoder.ckpt").exists():
+        model = ss.models.SCimilarity.random(pbmc_gene_order(), hidden_dim=HIDDEN, latent_dim=LATENT, seed=0)
+        model.save(path)
+        (path / "label_ints.csv").write_text(",0\n0,cell\n")  # the reference loader requires this file
+    return path
+
+
+def _worker(kind: str, method: str, n_cells: int, batch_size: int, out: str) -> None:
+    import sigscan as ss
+
+    model = ss.models.SCimilarity(_model_dir())
+    adata = benchmark_cells(n_cells)
+    x = model.prepare(adata)  # log-normalised, aligned: the same input for both packages
+    if kind == "sigscan":
+        ss.pp.attributions(adata[:8].copy(), model, method=method, progress=False)  # warm-up (numba compile)
+        start = time.perf_counter()
+        ss.pp.attributions(adata, model, method=method, batch_size=batch_size or None, progress=False)
+        seconds = time.perf_counter() - start
+        result = model.align(adata.var).to_model(adata.layers[f"attr_scimilarity_{method}"])
+    else:
+        from SIGnature.models.scimilarity import SCimilarityWrapper
+
+        wrapper = SCimilarityWrapper(str(_model_dir()), use_gpu=False)
+        start = time.perf_counter()
+        result = wrapper.calculate_attributions(x, method=method, batch_size=batch_size, disable_tqdm=True)
+        seconds = time.perf_counter() - start
+    sparse.save_npz(out, sparse.csr_matrix(result, dtype=np.float32))
+    print(json.dumps({"seconds": seconds, "cells_per_s": n_cells / seconds, "peak_rss_gb": peak_rss_gb()}))
+
+
+def _flops_per_cell(nnz_per_cell: float, n_steps: int) -> float:
+    """Multiply-adds ×2 of the exact fast path: first layer, n_steps × (forward + input-gradient) of the rest,
+    and the gene-space map at the non-zeros."""
+    sizes = [*HIDDEN, LATENT]
+    dense = sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    return 2 * nnz_per_cell * HIDDEN[0] * 2 + n_steps * 2 * dense * 2
+
+
+def _agreement(a: sparse.csr_matrix, b: sparse.csr_matrix) -> tuple[float, float]:
+    a, b = a.toarray(), b.toarray()
+    keep = (a.sum(1) > 0) & (b.sum(1) > 0)
+    r = [np.corrcoef(x, y)[0, 1] for x, y in zip(a[keep], b[keep], strict=True)]
+    return float(np.min(r)), float(np.abs(a - b).max())
+
+
+def _memory_check(n_cells: int, method: str) -> dict:
+    path = workdir() / f"cells_{n_cells}.h5ad"
+    if not path.exists():
+        benchmark_cells(n_cells).write_h5ad(path)
+    return run_worker(__file__, "memory", method, str(n_cells), "0", str(path))
+
+
+def _memory_worker(method: str, path: str) -> None:
+    import shutil
+
+    import anndata as ad
+
+    import sigscan as ss
+
+    model = ss.models.SCimilarity(_model_dir())
+    adata = ad.read_h5ad(path, backed="r")
+    out = workdir() / "memory_check.zarr"
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    ss.pp.attributions(adata, model, method=method, out=out, progress=False)
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "cells_per_s": adata.n_obs / seconds, "peak_rss_gb": peak_rss_gb()}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cells", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=None, help="sigscan batch size (default: its own)")
+    parser.add_argument("--reference-batch-size", type=int, default=500)
+    parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--memory", type=int, default=0, help="also run N cells from a backed h5ad to a zarr store")
+    parser.add_argument("--memory-method", default="ig", choices=METHODS)
+    parser.add_argument("--scgpt", action="store_true", help="add the scGPT row (benchmarks/scgpt.py)")
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        kind, method, n_cells, batch_size, out = args.worker
+        if kind == "memory":
+            _memory_worker(method, out)
+        else:
+            _worker(kind, method, int(n_cells), int(batch_size), out)
+        return
+
+    import torch
+
+    import sigscan as ss
+
+    model_dir = _model_dir()
+    cells = benchmark_cells(args.cells)
+    nnz_per_cell = ss.models.SCimilarity(model_dir).prepare(cells).nnz / cells.n_obs
+    gflops = matmul_gflops()
+    print(f"machine: {torch.get_num_threads()} torch threads, float32 matmul {gflops:.0f} GFLOP/s")
+    print(f"model: SCimilarity architecture, {len(pbmc_gene_order())} genes, {HIDDEN} → {LATENT}, random weights")
+    print(f"cells: {args.cells} PBMC3k cells, {nnz_per_cell:.0f} non-zero model genes per cell\n")
+
+    rows = []
+    for method in args.methods:
+        ours_out = workdir() / f"sigscan_{method}.npz"
+        ours = run_worker(__file__, "sigscan", method, str(args.cells), str(args.batch_size or 0), str(ours_out))
+        row = {"method": method, "sigscan_cells_per_s": ours["cells_per_s"], "sigscan_rss_gb": ours["peak_rss_gb"]}
+        if not args.no_reference:
+            ref_out = workdir() / f"reference_{method}.npz"
+            ref = run_worker(__file__, "reference", method, str(args.cells), str(args.reference_batch_size), str(ref_out))
+            row |= {"reference_cells_per_s": ref["cells_per_s"], "reference_rss_gb": ref["peak_rss_gb"]}
+            row["speedup"] = ours["cells_per_s"] / ref["cells_per_s"]
+            if method == "ig":  # dl/ixg: the reference explains the normalised head, whose gradient is noise (SPEC 1.1)
+                row["min_pearson"], row["max_abs_diff"] = _agreement(
+                    sparse.load_npz(ours_out), sparse.load_npz(ref_out)
+                )
+        if method == "ig":
+            limit = gflops * 1e9 / _flops_per_cell(nnz_per_cell, 50)
+            row["flop_limit_cells_per_s"] = limit
+            row["fraction_of_flop_limit"] = ours["cells_per_s"] / limit
+        rows.append(row)
+        print(json.dumps(row))
+
+    print("\nmethod  sigscan cells/s  (peak RSS)  reference cells/s  (peak RSS)  speed-up  notes")
+    for row in rows:
+        ref = (
+            f"{row['reference_cells_per_s']:17.1f}  ({row['reference_rss_gb']:.1f} GB)  {row['speedup']:7.1f}x"
+            if "speedup" in row
+            else " " * 40
+        )
+        notes = []
+        if "min_pearson" in row:
+            notes.append(f"vs reference: min per-cell Pearson {row['min_pearson']:.6f}, max |diff| {row['max_abs_diff']:.2e}")
+        if "fraction_of_flop_limit" in row:
+            notes.append(
+                f"FLOP limit {row['flop_limit_cells_per_s']:.0f} cells/s → {100 * row['fraction_of_flop_limit']:.0f}% of it"
+            )
+        print(f"{row['method']:6s}  {row['sigscan_cells_per_s']:15.1f}  ({row['sigscan_rss_gb']:.1f} GB)  {ref}  {'; '.join(notes)}")
+
+    if args.memory:
+        mem = _memory_check(args.memory, args.memory_method)
+        print(
+            f"\nbacked h5ad → zarr, {args.memory} cells, {args.memory_method}: {mem['cells_per_s']:.0f} cells/s, "
+            f"peak RSS {mem['peak_rss_gb']:.2f} GB (goal < 3 GB)"
+        )
+    if args.scgpt:
+        from scgpt import scgpt_row
+
+        print("\nscGPT:", json.dumps(scgpt_row()))
+
+
+if __name__ == "__main__":
+    main()
