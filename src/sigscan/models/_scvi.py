@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -106,8 +107,13 @@ def _load_scvi(path: Path) -> Any:
     if not (path / "model.pt").exists():
         raise FileNotFoundError(f"{path} holds no model.pt: point to the folder an scVI model was saved to.")
     _, var_names, _, _ = _load_saved_files(str(path), load_adata=False, map_location="cpu")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        model = scvi.model.SCVI.load(str(path), adata=None, accelerator="cpu")
+    verbosity = scvi.settings.verbosity
+    scvi.settings.verbosity = logging.WARNING
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            model = scvi.model.SCVI.load(str(path), adata=None, accelerator="cpu")
+    finally:
+        scvi.settings.verbosity = verbosity
     model._sigscan_var_names = list(var_names)
     return model
