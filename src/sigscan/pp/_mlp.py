@@ -187,8 +187,10 @@ def chain_hidden_gradient(
     method: str,
     max_rows: int,
 ) -> torch.Tensor:
-    """``Σ_steps step_size · ∂s/∂u(α·u)`` for IG; at ``α = 1`` with one unit step the gradient (IxG) or the
-    DeepLIFT multiplier (DL). ``u = x Wᵀ`` without bias (cells × hidden).
+    """Hidden-space gradient ``ḡ`` such that the gene attribution is ``x ⊙ (ḡ W)``.
+
+    IG: ``Σ_steps step_size · ∂s/∂u(α·u)``; IxG: the gradient at ``α = 1``; DL: the DeepLIFT multiplier.
+    ``u = x Wᵀ`` without bias (cells × hidden).
     """
     n = u.shape[0]
     reference = None
