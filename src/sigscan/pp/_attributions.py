@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -310,10 +311,23 @@ def _write_results(
         modality = ad.AnnData(X=matrix, obs=pd.DataFrame(index=adata.obs_names), var=_model_var(model))
         modality.uns["sigscan"] = {"attributions": {key_added: provenance}}
         container.mod[f"attr:{model.name}"] = modality
-        container.update()
+        _update_mudata(container)
     else:
         if matrix is not None:
             adata.layers[key_added] = matrix
         adata.var[f"{key_added}_in_model"] = in_model
     target = container if hasattr(container, "mod") else adata
     target.uns.setdefault("sigscan", {}).setdefault("attributions", {})[key_added] = provenance
+
+
+def _update_mudata(container: MuData) -> None:
+    """``container.update()`` without mudata's legacy column pulling, which cannot add a modality whose var names
+    overlap another modality's (the attribution modality shares the RNA genes) when there are 2+ modalities."""
+    import mudata
+
+    try:
+        options = mudata.set_options(pull_on_update=False)
+    except ValueError:  # mudata without that option: only the legacy update exists
+        options = contextlib.nullcontext()
+    with options:
+        container.update()
