@@ -206,22 +206,23 @@ def attributions(
             if use_fast
             else _CaptumPath(model, normalize=normalize, device=torch_device)
         )
-        bar = tqdm(total=n_cells, initial=start, disable=not progress, unit="cells", desc=f"attributions ({method})")
-        for lo, hi, batch in iter_row_batches(counts, batch_size, start=start):
-            if not in_memory:
-                check_counts(batch, where=f"{where} rows {lo}-{hi}", require_integers=model.requires_counts)
-            x = model.preprocess(alignment.to_model(batch))
-            attr = compute(x, method=method, n_steps=n_steps)
-            np.abs(attr.data, out=attr.data)
-            attr.eliminate_zeros()
-            scale_rows(attr, target_sum)
-            result = attr if as_modality else alignment.to_data(attr)
-            if store is not None:
-                store.append(result)
-            else:
-                blocks.append(result)
-            bar.update(hi - lo)
-        bar.close()
+        with tqdm(
+            total=n_cells, initial=start, disable=not progress, unit="cells", desc=f"attributions ({method})"
+        ) as bar:  # closed on errors too, so an error message starts on its own line
+            for lo, hi, batch in iter_row_batches(counts, batch_size, start=start):
+                if not in_memory:
+                    check_counts(batch, where=f"{where} rows {lo}-{hi}", require_integers=model.requires_counts)
+                x = model.preprocess(alignment.to_model(batch))
+                attr = compute(x, method=method, n_steps=n_steps)
+                np.abs(attr.data, out=attr.data)
+                attr.eliminate_zeros()
+                scale_rows(attr, target_sum)
+                result = attr if as_modality else alignment.to_data(attr)
+                if store is not None:
+                    store.append(result)
+                else:
+                    blocks.append(result)
+                bar.update(hi - lo)
 
     in_model = alignment.in_model
     if store is not None:
