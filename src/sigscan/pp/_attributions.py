@@ -166,7 +166,8 @@ def attributions(
     use_fast = engine != "captum" and model.first_linear() is not None
     if engine == "fast" and not use_fast:
         raise ValueError(f"{model.name}: the fast path needs a Linear first layer; use engine='captum' or 'auto'.")
-    in_memory = not getattr(adata, "isbacked", False)
+    # backed files and lazy (dask) matrices are validated batch by batch, never loaded whole
+    in_memory = not getattr(adata, "isbacked", False) and not hasattr(counts, "compute")
     where = f"adata.layers[{layer!r}]" if layer is not None else "adata.X"
     if in_memory:
         check_counts(counts, where=where, require_integers=model.requires_counts)
