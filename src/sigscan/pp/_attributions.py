@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from .._docs import doc_adata, doc_copy, doc_layer_counts, doc_params
 from .._logging import logger, timed
 from .._stream import iter_row_batches
-from .._utils import scale_rows
+from .._utils import scale_rows, sha256_strings
 from .._validation import check_counts
 from ..models._base import AttributionModel, resolve_device
 from ._engine import METHODS, FastPath, attribute_captum, inference_mode
@@ -192,7 +192,14 @@ def attributions(
     n_columns = model.n_genes if as_modality else adata.n_vars
     store = None
     if out is not None:
-        fingerprint = {**provenance, "shape": [n_cells, n_columns], "space": space}
+        fingerprint = {
+            **provenance,
+            "shape": [n_cells, n_columns],
+            "space": space,
+            # the same shape is not the same data: never resume onto other (or reordered) cells or genes
+            "obs_names_sha256": sha256_strings(list(adata.obs_names.astype(str))),
+            "var_names_sha256": sha256_strings(list(adata.var_names.astype(str))),
+        }
         fingerprint.pop("sigscan_version")
         store = AttributionStore(out, (n_cells, n_columns), fingerprint)
 
