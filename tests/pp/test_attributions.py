@@ -115,6 +115,22 @@ def test_layer_argument_and_dense_input(scimilarity_model, pbmc_small):
         np.testing.assert_allclose(dense.layers["attr"].toarray(), expected.layers["attr"].toarray(), atol=1e-5)
 
 
+def test_integer_counts_and_all_zero_data(scimilarity_model, pbmc_small):
+    expected = pbmc_small.copy()
+    run(expected, scimilarity_model, method="ig", n_steps=5)
+    integers = pbmc_small.copy()
+    integers.X = integers.X.astype(np.int32)  # as the shared .h5ad files store counts
+    run(integers, scimilarity_model, method="ig", n_steps=5)
+    np.testing.assert_array_equal(
+        integers.layers["attr_scimilarity_ig"].toarray(), expected.layers["attr_scimilarity_ig"].toarray()
+    )
+    zeros = pbmc_small.copy()
+    zeros.X = sparse.csr_matrix(zeros.shape, dtype=np.float32)
+    for engine in ("fast", "captum"):
+        run(zeros, scimilarity_model, method="ig", n_steps=5, engine=engine)
+        assert zeros.layers["attr_scimilarity_ig"].nnz == 0
+
+
 def test_copy_returns_new_object_and_leaves_input(scimilarity_model, pbmc_small, snapshot, assert_unchanged):
     before = snapshot(pbmc_small)
     result = run(pbmc_small, scimilarity_model, method="ixg", copy=True)
@@ -171,6 +187,14 @@ def test_mudata_as_modality(scimilarity_model, pbmc_small, mdata):
     assert absent and modality[:, absent].X.nnz == 0
     assert "attr_scimilarity_ixg" not in mdata.mod["gex"].layers
     assert mdata.uns["sigscan"]["attributions"]["attr_scimilarity_ixg"]["method"] == "ixg"
+
+
+def test_mudata_copy(scimilarity_model, mdata):
+    result = run(mdata, scimilarity_model, method="ixg", copy=True)
+    assert result is not mdata
+    assert "attr_scimilarity_ixg" in result.mod["gex"].layers
+    assert "attr_scimilarity_ixg" not in mdata.mod["gex"].layers
+    assert "sigscan" not in mdata.uns
 
 
 def test_mudata_bad_modality(scimilarity_model, mdata):
@@ -230,6 +254,23 @@ def test_backed_input_with_zarr_out(scimilarity_model, pbmc_small, tmp_path):
     backed.file.close()
     stored = ad.read_zarr(tmp_path / "attr.zarr")
     np.testing.assert_array_equal(stored.X.toarray(), expected.layers["attr_scimilarity_ixg"].toarray())
+
+
+def test_lazy_zarr_input_equals_in_memory(scimilarity_model, pbmc_small, tmp_path):
+    """A zarr store opened lazily (dask-backed X) streams like backed h5ad and is validated per batch."""
+    expected = pbmc_small.copy()
+    run(expected, scimilarity_model, method="ixg", batch_size=16)
+    pbmc_small.write_zarr(tmp_path / "counts.zarr")
+    lazy = ad.experimental.read_lazy(tmp_path / "counts.zarr")
+    run(lazy, scimilarity_model, method="ixg", batch_size=16)
+    np.testing.assert_array_equal(
+        np.asarray(lazy.layers["attr_scimilarity_ixg"].toarray()), expected.layers["attr_scimilarity_ixg"].toarray()
+    )
+    bad = pbmc_small.copy()
+    bad.X.data = np.log1p(bad.X.data)
+    bad.write_zarr(tmp_path / "bad.zarr")
+    with pytest.raises(ValueError, match=r"rows 0-16 holds non-integer values"):
+        run(ad.experimental.read_lazy(tmp_path / "bad.zarr"), scimilarity_model, method="ixg", batch_size=16)
 
 
 class _Interrupt(RuntimeError):
@@ -337,6 +378,30 @@ def test_resume_with_other_settings_is_refused(scimilarity_model, pbmc_small, tm
     with pytest.raises(ValueError, match="cannot be resumed"):
         run(adata, scimilarity_model, out=out, **{**settings, **change})
     assert "attr_scimilarity_ig" not in adata.layers
+
+
+def test_resume_on_other_cells_is_refused(scimilarity_model, pbmc_small, tmp_path, monkeypatch):
+    """Same shape and settings, but other cells (here: the same cells in another order) must not be mixed in."""
+    out = tmp_path / "attr.zarr"
+    monkeypatch.setattr(_attributions, "FastPath", _failing_engine(2, []))
+    with pytest.raises(_Interrupt):
+        run(pbmc_small.copy(), scimilarity_model, method="ixg", batch_size=10, out=out)
+    monkeypatch.undo()
+    shuffled = pbmc_small[np.random.default_rng(0).permutation(pbmc_small.n_obs)].copy()
+    with pytest.raises(ValueError, match="cannot be resumed"):
+        run(shuffled, scimilarity_model, method="ixg", batch_size=10, out=out)
+    renamed = pbmc_small.copy()
+    renamed.var_names = [f"{name}_x" if i % 2 else name for i, name in enumerate(renamed.var_names)]
+    with pytest.raises(ValueError, match="cannot be resumed"):
+        run(renamed, scimilarity_model, method="ixg", batch_size=10, out=out)
+
+
+def test_out_refuses_empty_folder(scimilarity_model, pbmc_small, tmp_path):
+    out = tmp_path / "attr.zarr"
+    out.mkdir()
+    with pytest.raises(FileExistsError, match="another out="):
+        run(pbmc_small, scimilarity_model, method="ixg", out=out)
+    assert "attr_scimilarity_ixg" not in pbmc_small.layers
 
 
 def test_out_refuses_foreign_store(scimilarity_model, pbmc_small, tmp_path):
