@@ -85,6 +85,7 @@ def test_scvi_model_and_options(scvi_dir, scvi_model, scvi_adata, tmp_path):
         ({"model": "bert:{dir}"}, r"use KIND:DIR with KIND one of scimilarity, scvi"),
         ({"model": "scimilarity:{tmp}/nowhere"}, r"missing encoder.ckpt"),
         ({"out": "out.csv"}, r"use a .h5ad, .zarr or .h5mu path"),
+        ({"out": "out.h5mu"}, r"use the same format \(.h5ad\) or a .zarr store"),
         ({"extra": ["--layer", "nope"]}, r"Layer 'nope' not found"),
         ({"extra": ["--n-steps", "0"], "method": "ig"}, r"n_steps must be a positive integer"),
         ({"extra": ["--device", "tpu"]}, r"Unknown device"),
@@ -119,6 +120,23 @@ def test_log_normalised_input_exits_2(scimilarity_model, pbmc_small, tmp_path, c
     _one_error_line(capsys, r"log-normalised.*layer=")
     assert main([*argv, "--method", "ixg", "--out", str(tmp_path / "o.zarr")]) == 2  # backed input, per batch
     _one_error_line(capsys, r"log-normalised")
+
+
+def test_h5mu_in_and_out(scimilarity_model, pbmc_small, tmp_path, capsys):
+    mudata = pytest.importorskip("mudata")
+    protein = ad.AnnData(np.ones((pbmc_small.n_obs, 2), dtype=np.float32), obs=pbmc_small.obs[[]])
+    mudata.MuData({"rna": pbmc_small, "prot": protein}).write(tmp_path / "in.h5mu")
+    model_dir = scimilarity_model.save(tmp_path / "m")
+    argv = ["attributions", str(tmp_path / "in.h5mu"), "--model", f"scimilarity:{model_dir}", "--method", "ixg"]
+    assert main([*argv, "--out", str(tmp_path / "out.h5mu")]) == 0
+    result = mudata.read_h5mu(tmp_path / "out.h5mu")
+    expected = pbmc_small.copy()
+    ss.pp.attributions(expected, scimilarity_model, method="ixg", device="cpu", progress=False)
+    np.testing.assert_array_equal(
+        result.mod["rna"].layers["attr_scimilarity_ixg"].toarray(), expected.layers["attr_scimilarity_ixg"].toarray()
+    )
+    assert main([*argv, "--out", str(tmp_path / "out.h5ad")]) == 2
+    _one_error_line(capsys, r"use the same format \(.h5mu\)")
 
 
 def test_help_and_bad_choice(capsys):
