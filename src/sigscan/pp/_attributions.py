@@ -160,7 +160,7 @@ def attributions(
     counts = _counts(adata, layer)
     alignment = model.align(adata.var, gene_symbols=gene_symbols, gene_ids=gene_ids)
     torch_device = resolve_device(device)
-    batch_size = batch_size or _default_batch_size(torch_device, method)
+    batch_size = batch_size if batch_size is not None else _default_batch_size(torch_device, method)
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, not {batch_size}.")
     use_fast = engine != "captum" and model.first_linear() is not None
