@@ -212,10 +212,13 @@ def test_as_modality_needs_mudata(scimilarity_model, pbmc_small, snapshot, asser
 # --- streaming and on-disk output -------------------------------------------------------------------------------------
 
 
-def test_backed_h5ad_equals_in_memory(scimilarity_model, pbmc_small, tmp_path):
+@pytest.mark.parametrize("storage", ["csr", "csc", "dense"])
+def test_backed_h5ad_equals_in_memory(scimilarity_model, pbmc_small, tmp_path, storage):
     expected = pbmc_small.copy()
     run(expected, scimilarity_model, method="ig", n_steps=5, batch_size=10)
     path = tmp_path / "counts.h5ad"
+    if storage != "csr":
+        pbmc_small.X = pbmc_small.X.toarray() if storage == "dense" else sparse.csc_matrix(pbmc_small.X)
     pbmc_small.write_h5ad(path)
     backed = ad.read_h5ad(path, backed="r")
     run(backed, scimilarity_model, method="ig", n_steps=5, batch_size=10)
@@ -466,7 +469,8 @@ BAD_DATA = {
     "zero_target_sum": (None, {"target_sum": 0}, ValueError, r"target_sum must be a positive number"),
     "negative_target_sum": (None, {"target_sum": -1.0}, ValueError, r"target_sum must be a positive number"),
     "nan_target_sum": (None, {"target_sum": float("nan")}, ValueError, r"target_sum must be a positive number"),
-    "zero_batch_size": (None, {"batch_size": -1}, ValueError, r"batch_size must be positive"),
+    "zero_batch_size": (None, {"batch_size": 0}, ValueError, r"batch_size must be positive"),
+    "negative_batch_size": (None, {"batch_size": -1}, ValueError, r"batch_size must be positive"),
     "mod_without_mudata": (None, {"mod": "rna"}, ValueError, r"only for MuData"),
 }
 
@@ -491,6 +495,17 @@ def test_bad_input_raises_and_leaves_adata_unchanged(
     with pytest.raises(error, match=message):
         run(adata, scimilarity_model, out=tmp_path / "attr.zarr", **kwargs)
     assert_unchanged(adata, before)
+
+
+@pytest.mark.skipif(
+    __import__("torch").cuda.is_available() or __import__("torch").backends.mps.is_available(), reason="GPU present"
+)
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", "mps"])
+def test_unavailable_device(scimilarity_model, pbmc_small, snapshot, assert_unchanged, device):
+    before = snapshot(pbmc_small)
+    with pytest.raises(ValueError, match=r"not available.*device='auto' or 'cpu'"):
+        run(pbmc_small, scimilarity_model, method="ixg", device=device)
+    assert_unchanged(pbmc_small, before)
 
 
 def test_bad_counts_in_a_late_batch_of_backed_input(scimilarity_model, pbmc_small, tmp_path):
