@@ -330,8 +330,11 @@ def _write_results(
 
 
 def _update_mudata(container: MuData) -> None:
-    """``container.update()`` without mudata's legacy column pulling, which cannot add a modality whose var names
-    overlap another modality's (the attribution modality shares the RNA genes) when there are 2+ modalities."""
+    """``container.update()`` without mudata's legacy column pulling.
+
+    The legacy update cannot add a modality whose var names overlap another modality's (the attribution modality
+    shares the RNA genes) when there are two or more modalities.
+    """
     import mudata
 
     try:

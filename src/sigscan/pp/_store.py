@@ -43,7 +43,8 @@ class AttributionStore:
             )
             try:
                 self.root = zarr.open_group(self.path, mode="r+")
-            except (ValueError, OSError) as error:  # an empty folder, a file, a zarr array (zarr errors are ValueErrors)
+            # an empty folder, a file, a zarr array (zarr's errors are ValueErrors)
+            except (ValueError, OSError) as error:
                 raise foreign from error
             progress = dict(self.root.attrs.get(_PROGRESS, {}))
             if not progress:
