@@ -36,7 +36,9 @@ def _one_error_line(capsys, pattern):
 def test_h5ad_out(files, tmp_path, capsys):
     counts, model_dir, expected = files
     out = tmp_path / "out.h5ad"
-    code = main(["attributions", str(counts), "--model", f"scimilarity:{model_dir}", "--method", "ixg", "--out", str(out)])
+    code = main(
+        ["attributions", str(counts), "--model", f"scimilarity:{model_dir}", "--method", "ixg", "--out", str(out)]
+    )
     assert code == 0
     assert f"wrote {out}" in capsys.readouterr().out
     result = ad.read_h5ad(out)

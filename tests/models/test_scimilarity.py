@@ -30,7 +30,9 @@ def test_folder_round_trip(scimilarity_model, pbmc_small, tmp_path):
     a, b = pbmc_small.copy(), pbmc_small.copy()
     ss.pp.attributions(a, scimilarity_model, method="ixg", device="cpu", progress=False)
     ss.pp.attributions(b, loaded, method="ixg", device="cpu", progress=False)
-    np.testing.assert_array_equal(a.layers["attr_scimilarity_ixg"].toarray(), b.layers["attr_scimilarity_ixg"].toarray())
+    np.testing.assert_array_equal(
+        a.layers["attr_scimilarity_ixg"].toarray(), b.layers["attr_scimilarity_ixg"].toarray()
+    )
 
 
 def test_published_folder_format(scimilarity_model, tmp_path):
@@ -127,3 +129,24 @@ def test_encoder_is_the_published_architecture():
     assert isinstance(encoder.network[2], torch.nn.Linear)
     with pytest.raises(ValueError, match="equal hidden sizes"):
         ss.models.SCimilarityEncoder(10, hidden_dim=(6, 5), residual=True)
+
+
+@pytest.mark.parametrize("method", ["ig", "ixg"])
+def test_residual_encoder_fast_path_and_round_trip(
+    scimilarity_genes, pbmc_small, tmp_path, method, assert_attributions_close
+):
+    torch.manual_seed(7)
+    encoder = ss.models.SCimilarityEncoder(len(scimilarity_genes), latent_dim=8, hidden_dim=(32, 32, 32), residual=True)
+    model = ss.models.SCimilarity.from_encoder(encoder, scimilarity_genes)
+    layers = {}
+    for engine in ("fast", "captum"):
+        adata = pbmc_small.copy()
+        ss.pp.attributions(adata, model, method=method, n_steps=20, engine=engine, device="cpu", progress=False)
+        layers[engine] = adata.layers[f"attr_scimilarity_{method}"]
+    assert_attributions_close(layers["fast"], layers["captum"])
+    # the folder does not record residual connections: they are passed when loading
+    folder = model.save(tmp_path / "residual")
+    np.testing.assert_allclose(
+        _embed(ss.models.SCimilarity(folder, residual=True), pbmc_small), _embed(model, pbmc_small), rtol=0, atol=0
+    )
+    assert not np.allclose(_embed(ss.models.SCimilarity(folder), pbmc_small), _embed(model, pbmc_small), atol=1e-3)

@@ -68,7 +68,7 @@ def test_saved_folder_round_trip(scvi_dir, scvi_model, scvi_adata):
 
 
 def test_missing_folder(tmp_path):
-    with pytest.raises(FileNotFoundError, match="model.pt"):
+    with pytest.raises(FileNotFoundError, match=r"model\.pt"):
         ss.models.SCVI(tmp_path)
 
 
