@@ -83,6 +83,22 @@ def test_covariate_encoding_is_refused(scvi_adata):
         ss.models.SCVI(model)
 
 
+def test_without_log_variational_the_input_is_the_counts(scvi_adata):
+    adata = scvi_adata.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scvi.model.SCVI.setup_anndata(adata)
+        untrained = scvi.model.SCVI(adata, n_hidden=8, n_latent=2, n_layers=1, log_variational=False)
+    model = ss.models.SCVI(untrained)
+    assert not model.log_variational
+    np.testing.assert_array_equal(model.prepare(adata).toarray(), adata.X.toarray())
+    untrained.is_trained_ = True  # random weights suffice to compare the two forward passes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        latent = untrained.get_latent_representation(adata)
+    np.testing.assert_allclose(_embed(model, adata), latent, rtol=1e-4, atol=1e-5)
+
+
 def test_small_models_lower_the_overlap_threshold(scvi_model):
     assert scvi_model.min_gene_overlap == 200  # half of the 400 model genes
     assert not scvi_model.l2_normalized

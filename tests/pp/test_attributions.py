@@ -202,6 +202,27 @@ def test_mudata_bad_modality(scimilarity_model, mdata):
         run(mdata, scimilarity_model, method="ixg", mod="rna_missing")
 
 
+def test_mudata_without_rna_name_needs_mod(scimilarity_model, pbmc_small):
+    mudata = pytest.importorskip("mudata")
+    other = ad.AnnData(np.ones((pbmc_small.n_obs, 2), dtype=np.float32), obs=pbmc_small.obs[[]])
+    data = mudata.MuData({"expression": pbmc_small, "other": other})
+    with pytest.raises(ValueError, match=r"pass mod= naming the RNA modality \(one of \['expression', 'other'\]\)"):
+        run(data, scimilarity_model, method="ixg")
+    single = mudata.MuData({"expression": pbmc_small.copy()})
+    run(single, scimilarity_model, method="ixg")  # a single modality is taken as the RNA one
+    assert "attr_scimilarity_ixg" in single.mod["expression"].layers
+
+
+def test_mudata_bad_counts_leave_it_unchanged(scimilarity_model, mdata, snapshot, assert_unchanged):
+    mdata.mod["gex"].X.data[0] = -1.0
+    before, before_mu = snapshot(mdata.mod["gex"]), set(mdata.mod)
+    with pytest.raises(ValueError, match="negative values"):
+        run(mdata, scimilarity_model, method="ixg", mod="gex", as_modality=True)
+    assert_unchanged(mdata.mod["gex"], before)
+    assert set(mdata.mod) == before_mu
+    assert "sigscan" not in mdata.uns
+
+
 def test_as_modality_needs_mudata(scimilarity_model, pbmc_small, snapshot, assert_unchanged):
     before = snapshot(pbmc_small)
     with pytest.raises(ValueError, match="MuData"):
