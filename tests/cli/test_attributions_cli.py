@@ -92,6 +92,17 @@ def test_scvi_model_and_options(scvi_dir, scvi_model, scvi_adata, tmp_path):
         ({"extra": ["--n-steps", "0"], "method": "ig"}, r"n_steps must be a positive integer"),
         ({"extra": ["--device", "tpu"]}, r"Unknown device"),
     ],
+    ids=[
+        "missing_input",
+        "model_without_dir",
+        "unknown_model_kind",
+        "missing_model_folder",
+        "bad_out_suffix",
+        "out_format_differs",
+        "missing_layer",
+        "zero_steps",
+        "unknown_device",
+    ],
 )
 def test_bad_input_exits_2_with_one_line(files, tmp_path, capsys, change, pattern):
     counts, model_dir, _ = files
