@@ -37,6 +37,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.out.endswith((".h5ad", ".zarr", ".h5mu")):
         raise ValueError(f"--out {args.out}: use a .h5ad, .zarr or .h5mu path")
     to_zarr = args.out.endswith(".zarr")
+    if not to_zarr and args.out.endswith(".h5mu") != str(args.input).endswith(".h5mu"):
+        raise ValueError(
+            f"--out {args.out}: the output is a copy of IN, so use the same format "
+            f"({'.h5mu' if str(args.input).endswith('.h5mu') else '.h5ad'}) or a .zarr store"
+        )
     data = read_anndata(args.input, backed=to_zarr and args.input.endswith(".h5ad"))
     model = load_model(args.model)
     attributions(

@@ -180,4 +180,13 @@ def resolve_device(device: str | torch.device) -> torch.device:
         return torch.device("cpu")
     if device not in {"cpu", "cuda", "mps"} and not device.startswith("cuda:"):
         raise ValueError(f"Unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'mps'.")
-    return torch.device(device)
+    resolved = torch.device(device)
+    mps = getattr(torch.backends, "mps", None)
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available() and (resolved.index or 0) < torch.cuda.device_count(),
+        "mps": mps is not None and mps.is_available(),
+    }[resolved.type]
+    if not available:
+        raise ValueError(f"Device {device!r} is not available on this machine; use device='auto' or 'cpu'.")
+    return resolved

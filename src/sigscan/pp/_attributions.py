@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -14,7 +15,7 @@ from tqdm.auto import tqdm
 from .._docs import doc_adata, doc_copy, doc_layer_counts, doc_params
 from .._logging import logger, timed
 from .._stream import iter_row_batches
-from .._utils import scale_rows
+from .._utils import scale_rows, sha256_strings
 from .._validation import check_counts
 from ..models._base import AttributionModel, resolve_device
 from ._engine import METHODS, FastPath, attribute_captum, inference_mode
@@ -159,13 +160,14 @@ def attributions(
     counts = _counts(adata, layer)
     alignment = model.align(adata.var, gene_symbols=gene_symbols, gene_ids=gene_ids)
     torch_device = resolve_device(device)
-    batch_size = batch_size or _default_batch_size(torch_device, method)
+    batch_size = batch_size if batch_size is not None else _default_batch_size(torch_device, method)
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, not {batch_size}.")
     use_fast = engine != "captum" and model.first_linear() is not None
     if engine == "fast" and not use_fast:
         raise ValueError(f"{model.name}: the fast path needs a Linear first layer; use engine='captum' or 'auto'.")
-    in_memory = not getattr(adata, "isbacked", False)
+    # backed files and lazy (dask) matrices are validated batch by batch, never loaded whole
+    in_memory = not getattr(adata, "isbacked", False) and not hasattr(counts, "compute")
     where = f"adata.layers[{layer!r}]" if layer is not None else "adata.X"
     if in_memory:
         check_counts(counts, where=where, require_integers=model.requires_counts)
@@ -190,7 +192,14 @@ def attributions(
     n_columns = model.n_genes if as_modality else adata.n_vars
     store = None
     if out is not None:
-        fingerprint = {**provenance, "shape": [n_cells, n_columns], "space": space}
+        fingerprint = {
+            **provenance,
+            "shape": [n_cells, n_columns],
+            "space": space,
+            # the same shape is not the same data: never resume onto other (or reordered) cells or genes
+            "obs_names_sha256": sha256_strings(list(adata.obs_names.astype(str))),
+            "var_names_sha256": sha256_strings(list(adata.var_names.astype(str))),
+        }
         fingerprint.pop("sigscan_version")
         store = AttributionStore(out, (n_cells, n_columns), fingerprint)
 
@@ -205,22 +214,23 @@ def attributions(
             if use_fast
             else _CaptumPath(model, normalize=normalize, device=torch_device)
         )
-        bar = tqdm(total=n_cells, initial=start, disable=not progress, unit="cells", desc=f"attributions ({method})")
-        for lo, hi, batch in iter_row_batches(counts, batch_size, start=start):
-            if not in_memory:
-                check_counts(batch, where=f"{where} rows {lo}-{hi}", require_integers=model.requires_counts)
-            x = model.preprocess(alignment.to_model(batch))
-            attr = compute(x, method=method, n_steps=n_steps)
-            np.abs(attr.data, out=attr.data)
-            attr.eliminate_zeros()
-            scale_rows(attr, target_sum)
-            result = attr if as_modality else alignment.to_data(attr)
-            if store is not None:
-                store.append(result)
-            else:
-                blocks.append(result)
-            bar.update(hi - lo)
-        bar.close()
+        with tqdm(
+            total=n_cells, initial=start, disable=not progress, unit="cells", desc=f"attributions ({method})"
+        ) as bar:  # closed on errors too, so an error message starts on its own line
+            for lo, hi, batch in iter_row_batches(counts, batch_size, start=start):
+                if not in_memory:
+                    check_counts(batch, where=f"{where} rows {lo}-{hi}", require_integers=model.requires_counts)
+                x = model.preprocess(alignment.to_model(batch))
+                attr = compute(x, method=method, n_steps=n_steps)
+                np.abs(attr.data, out=attr.data)
+                attr.eliminate_zeros()
+                scale_rows(attr, target_sum)
+                result = attr if as_modality else alignment.to_data(attr)
+                if store is not None:
+                    store.append(result)
+                else:
+                    blocks.append(result)
+                bar.update(hi - lo)
 
     in_model = alignment.in_model
     if store is not None:
@@ -310,10 +320,26 @@ def _write_results(
         modality = ad.AnnData(X=matrix, obs=pd.DataFrame(index=adata.obs_names), var=_model_var(model))
         modality.uns["sigscan"] = {"attributions": {key_added: provenance}}
         container.mod[f"attr:{model.name}"] = modality
-        container.update()
+        _update_mudata(container)
     else:
         if matrix is not None:
             adata.layers[key_added] = matrix
         adata.var[f"{key_added}_in_model"] = in_model
     target = container if hasattr(container, "mod") else adata
     target.uns.setdefault("sigscan", {}).setdefault("attributions", {})[key_added] = provenance
+
+
+def _update_mudata(container: MuData) -> None:
+    """``container.update()`` without mudata's legacy column pulling.
+
+    The legacy update cannot add a modality whose var names overlap another modality's (the attribution modality
+    shares the RNA genes) when there are two or more modalities.
+    """
+    import mudata
+
+    try:
+        options = mudata.set_options(pull_on_update=False)
+    except ValueError:  # mudata without that option: only the legacy update exists
+        options = contextlib.nullcontext()
+    with options:
+        container.update()

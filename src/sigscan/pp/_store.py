@@ -38,12 +38,17 @@ class AttributionStore:
         self.fingerprint = {k: (list(v) if isinstance(v, tuple) else v) for k, v in fingerprint.items()}
         exists = os.path.exists(self.path) if "://" not in self.path else False
         if exists:
-            self.root = zarr.open_group(self.path, mode="r+")
+            foreign = FileExistsError(
+                f"{self.path} exists but is not a sigscan attribution store; choose another out= path."
+            )
+            try:
+                self.root = zarr.open_group(self.path, mode="r+")
+            # an empty folder, a file, a zarr array (zarr's errors are ValueErrors)
+            except (ValueError, OSError) as error:
+                raise foreign from error
             progress = dict(self.root.attrs.get(_PROGRESS, {}))
             if not progress:
-                raise FileExistsError(
-                    f"{self.path} exists but is not a sigscan attribution store; choose another out= path."
-                )
+                raise foreign
             if progress["fingerprint"] != self.fingerprint:
                 diff = {
                     k: (progress["fingerprint"].get(k), v)
