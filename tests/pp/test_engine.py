@@ -139,10 +139,9 @@ def test_gauss_legendre_rule():
 
 
 def test_fast_path_chunking_does_not_change_results(scimilarity_model, pbmc_small, monkeypatch):
-    """IG steps split over several autograd calls and gene gathers split in chunks give the same numbers."""
+    """IG steps split over several calls give the same numbers."""
     whole, _ = _layer(pbmc_small.copy(), scimilarity_model, "ig", n_steps=10)
     monkeypatch.setattr(_engine, "_FAST_ROWS", 50)  # 48 cells: one step per call
-    monkeypatch.setattr(_engine, "_GATHER_NNZ", 1000)
     chunked, _ = _layer(pbmc_small.copy(), scimilarity_model, "ig", n_steps=10)
     np.testing.assert_allclose(chunked.toarray(), whole.toarray(), rtol=1e-5, atol=1e-5)
 
@@ -213,3 +212,17 @@ def test_layer_matches_the_definition_computed_by_hand(model_and_data, method):
     expected_layer[:, columns[columns >= 0]] = expected[:, columns >= 0]
     ss.pp.attributions(adata, model, method=method, key_added="attr", device="cpu", progress=False)
     np.testing.assert_allclose(adata.layers["attr"].toarray(), expected_layer, rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["ig", "dl", "ixg"])
+@pytest.mark.parametrize("model_name", ["scimilarity_model", "scvi_model"])
+def test_folded_chain_equals_autograd_fast_path(model_name, method, request, monkeypatch):
+    """The hand-derived gradients of the folded affine chain equal autograd over the same rest of the network."""
+    model = request.getfixturevalue(model_name)
+    adata = request.getfixturevalue("pbmc_small" if model_name == "scimilarity_model" else "scvi_adata")
+    head = "prenorm" if method != "ig" else "auto"
+    chained, _ = _layer(adata.copy(), model, method, n_steps=10, head=head)
+    monkeypatch.setattr(_engine, "compile_chain", lambda *args, **kwargs: None)
+    autograd, _ = _layer(adata.copy(), model, method, n_steps=10, head=head)
+    assert chained.nnz == autograd.nnz
+    np.testing.assert_allclose(chained.toarray(), autograd.toarray(), rtol=1e-4, atol=2e-4)

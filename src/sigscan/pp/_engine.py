@@ -8,6 +8,7 @@ needed at the cell's non-zero genes.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from functools import lru_cache
@@ -76,6 +77,15 @@ def _rest_head(split: FirstLinear, normalize: bool) -> SummationHead:
     return SummationHead(split.rest, forward)
 
 
+@contextmanager
+def _quiet_captum():
+    """Silence captum's per-call advice (gradient requirements, DeepLift hook notes); errors still surface."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"captum\..*")
+        warnings.filterwarnings("ignore", message=r".*(sparse_csr_tensor|Setting forward, backward hooks).*")
+        yield
+
+
 def _csr_tensor(x: sparse.csr_matrix, device: torch.device) -> torch.Tensor:
     return torch.sparse_csr_tensor(
         torch.from_numpy(x.indptr.astype(np.int64)),
@@ -96,7 +106,8 @@ def _hidden_gradient(head: SummationHead, u: torch.Tensor, w: torch.Tensor, meth
         from captum.attr import DeepLift
 
         deeplift = DeepLift(head, multiply_by_inputs=False)
-        return deeplift.attribute(u, baselines=torch.zeros_like(u), additional_forward_args=(w,))
+        with _quiet_captum():
+            return deeplift.attribute(u, baselines=torch.zeros_like(u), additional_forward_args=(w,))
     alphas, step_sizes = gauss_legendre(n_steps)
     alphas_t = torch.as_tensor(alphas, dtype=u.dtype, device=u.device)
     sizes_t = torch.as_tensor(step_sizes, dtype=u.dtype, device=u.device)
@@ -223,7 +234,7 @@ def attribute_captum(
     with torch.no_grad():
         w = forward(inputs, *prepared.extra)
     args = (w, *prepared.extra)
-    with torch.enable_grad():
+    with torch.enable_grad(), _quiet_captum():
         if method == "ig":
             attr = IntegratedGradients(head, multiply_by_inputs=True).attribute(
                 inputs,
