@@ -22,7 +22,7 @@ import numpy as np
 from scipy import sparse
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import (  # noqa: E402
+from _common import (
     benchmark_cells,
     matmul_gflops,
     pbmc_gene_order,
@@ -149,7 +149,9 @@ def main() -> None:
         row = {"method": method, "sigscan_cells_per_s": ours["cells_per_s"], "sigscan_rss_gb": ours["peak_rss_gb"]}
         if not args.no_reference:
             ref_out = workdir() / f"reference_{method}.npz"
-            ref = run_worker(__file__, "reference", method, str(args.cells), str(args.reference_batch_size), str(ref_out))
+            ref = run_worker(
+                __file__, "reference", method, str(args.cells), str(args.reference_batch_size), str(ref_out)
+            )
             row |= {"reference_cells_per_s": ref["cells_per_s"], "reference_rss_gb": ref["peak_rss_gb"]}
             row["speedup"] = ours["cells_per_s"] / ref["cells_per_s"]
             if method == "ig":  # dl/ixg: the reference explains the normalised head, whose gradient is noise (SPEC 1.1)
@@ -172,12 +174,16 @@ def main() -> None:
         )
         notes = []
         if "min_pearson" in row:
-            notes.append(f"vs reference: min per-cell Pearson {row['min_pearson']:.6f}, max |diff| {row['max_abs_diff']:.2e}")
+            notes.append(
+                f"vs reference: min per-cell Pearson {row['min_pearson']:.6f}, max |diff| {row['max_abs_diff']:.2e}"
+            )
         if "fraction_of_flop_limit" in row:
             notes.append(
                 f"FLOP limit {row['flop_limit_cells_per_s']:.0f} cells/s → {100 * row['fraction_of_flop_limit']:.0f}% of it"
             )
-        print(f"{row['method']:6s}  {row['sigscan_cells_per_s']:15.1f}  ({row['sigscan_rss_gb']:.1f} GB)  {ref}  {'; '.join(notes)}")
+        print(
+            f"{row['method']:6s}  {row['sigscan_cells_per_s']:15.1f}  ({row['sigscan_rss_gb']:.1f} GB)  {ref}  {'; '.join(notes)}"
+        )
 
     if args.memory:
         mem = _memory_check(args.memory, args.memory_method)
