@@ -22,6 +22,8 @@ import numpy as np
 from scipy import sparse
 
 sys.path.insert(0, str(Path(__file__).parent))
+import itertools
+
 from _common import (
     benchmark_cells,
     matmul_gflops,
@@ -75,7 +77,7 @@ def _flops_per_cell(nnz_per_cell: float, n_steps: int) -> float:
     """Multiply-adds ×2 of the exact fast path: first layer, n_steps × (forward + input-gradient) of the rest,
     and the gene-space map at the non-zeros."""
     sizes = [*HIDDEN, LATENT]
-    dense = sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    dense = sum(a * b for a, b in itertools.pairwise(sizes))
     return 2 * nnz_per_cell * HIDDEN[0] * 2 + n_steps * 2 * dense * 2
 
 
