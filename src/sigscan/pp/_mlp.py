@@ -131,11 +131,16 @@ def _negative_slope(activation: nn.Module, like: torch.Tensor) -> torch.Tensor:
 
 def _forward(chain: AffineChain, u: torch.Tensor, reference: list[torch.Tensor] | None = None):
     """Run the chain on ``u`` (first-layer output without bias); return (embedding, slopes, pre-activations)."""
+    return _forward_from(chain, chain.stages[0].apply(u), reference)
+
+
+def _forward_from(chain: AffineChain, z: torch.Tensor, reference: list[torch.Tensor] | None = None):
+    """Run the chain from the first stage's pre-activation ``z``."""
     slopes, pres = [], []
-    h = u
-    one = torch.ones((), dtype=u.dtype, device=u.device)
-    for stage in chain.stages:
-        z = stage.apply(h)
+    one = torch.ones((), dtype=z.dtype, device=z.device)
+    for index, stage in enumerate(chain.stages):
+        if index:
+            z = stage.apply(h)
         if stage.activation is None:
             return z, slopes, pres
         negative = _negative_slope(stage.activation, z)
@@ -153,20 +158,21 @@ def _forward(chain: AffineChain, u: torch.Tensor, reference: list[torch.Tensor] 
 
 
 def _head_gradient(e: torch.Tensor, w: torch.Tensor, normalize: bool) -> torch.Tensor:
-    """∂/∂e of ``Σ_k |f_k w_k|`` with ``f = e`` or ``f = e / ‖e‖``."""
+    """∂/∂e of ``Σ_k |f_k w_k|`` with ``f = e`` or ``f = e / ‖e‖`` (``e``: steps × cells × latent, ``w`` broadcasts)."""
     if not normalize:
-        return torch.sign(e * w) * w
-    norm = e.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return torch.sign(e * w).mul_(w)
+    norm = e.norm(dim=-1, keepdim=True).clamp_min_(1e-12)
     f = e / norm
-    g = torch.sign(f * w) * w
-    return (g - f * (f * g).sum(dim=1, keepdim=True)) / norm
+    g = torch.sign(f * w).mul_(w)
+    return g.sub_(f * (f * g).sum(dim=-1, keepdim=True)).div_(norm)
 
 
-def _backward(chain: AffineChain, grad: torch.Tensor, slopes: list[torch.Tensor]) -> torch.Tensor:
+def _backward_to_first(chain: AffineChain, grad: torch.Tensor, slopes: list[torch.Tensor]) -> torch.Tensor:
+    """Gradient with respect to the first stage's pre-activation."""
     stages = chain.stages
     for i in range(len(stages) - 1, 0, -1):
         grad = stages[i].transpose(grad).mul_(slopes[i - 1])
-    return stages[0].transpose(grad)
+    return grad
 
 
 def chain_embedding(chain: AffineChain, u: torch.Tensor, normalize: bool) -> torch.Tensor:
@@ -190,20 +196,22 @@ def chain_hidden_gradient(
     """Hidden-space gradient ``ḡ`` such that the gene attribution is ``x ⊙ (ḡ W)``.
 
     IG: ``Σ_steps step_size · ∂s/∂u(α·u)``; IxG: the gradient at ``α = 1``; DL: the DeepLIFT multiplier.
-    ``u = x Wᵀ`` without bias (cells × hidden).
+    ``u = x Wᵀ`` without bias (cells × hidden). Steps are processed ``max_rows // cells`` at a time as one block.
     """
-    n = u.shape[0]
+    n, width = u.shape
+    first = chain.stages[0]
     reference = None
     if method == "dl":
-        _, _, reference = _forward(chain, torch.zeros(1, u.shape[1], dtype=u.dtype, device=u.device))
+        _, _, reference = _forward(chain, torch.zeros(1, width, dtype=u.dtype, device=u.device))
+    scaled_u = u * first.scale  # the first stage is diagonal: z = α (s ⊙ u) + b along the path
     total = torch.zeros_like(u)
     per_call = max(1, max_rows // max(n, 1))
     for start in range(0, len(alphas), per_call):
         a = alphas[start : start + per_call]
         k = len(a)
-        scaled = u if k == 1 and float(a[0]) == 1.0 else (a[:, None, None] * u[None]).reshape(k * n, -1)
-        e, slopes, _ = _forward(chain, scaled, reference)
-        grad = _head_gradient(e, w.repeat(k, 1) if k > 1 else w, normalize)
-        grad *= step_sizes[start : start + per_call].repeat_interleave(n)[:, None]
-        total += _backward(chain, grad, slopes).view(k, n, -1).sum(dim=0)
-    return total
+        z = torch.addcmul(first.bias, a.view(k, 1, 1), scaled_u.unsqueeze(0)).view(k * n, width)
+        e, slopes, _ = _forward_from(chain, z, reference)
+        grad = _head_gradient(e.view(k, n, -1), w, normalize)
+        grad.mul_(step_sizes[start : start + per_call].view(k, 1, 1))
+        total += _backward_to_first(chain, grad.view(k * n, -1), slopes).view(k, n, width).sum(dim=0)
+    return total.mul_(first.scale)
