@@ -142,7 +142,7 @@ def test_config_that_does_not_match_the_weights(model, tmp_path):
     vocab = json.loads((folder / "vocab.json").read_text())
     vocab["EXTRA_GENE"] = max(vocab.values()) + 1
     (folder / "vocab.json").write_text(json.dumps(vocab))
-    with pytest.raises(ValueError, match="vocab.json"):
+    with pytest.raises(ValueError, match=r"vocab\.json"):
         ss.models.ScGPT(folder)
 
 
@@ -303,7 +303,7 @@ def test_binning_matches_published_rule_with_ties():
     for seed in (0, 7):
         for cell in cells:
             nonzero = np.nonzero(cell)[0]
-            left, right = digitize_bounds(cell[nonzero], quantile_edges(cell[nonzero]))
+            left, _ = digitize_bounds(cell[nonzero], quantile_edges(cell[nonzero]))
             uniforms = tie_uniforms(nonzero, seed)
             expected = published_binning(cell, uniforms)
             ours = bin_matrix(sparse.csr_matrix(cell), seed=seed).toarray().ravel()

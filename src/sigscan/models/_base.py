@@ -110,6 +110,7 @@ class AttributionModel(ABC):
 
     def check_method(self, method: str) -> None:
         """Raise :class:`ValueError` (naming the reason and an alternative) if ``method`` does not apply."""
+        return None
 
     def default_batch_size(self, device: torch.device, method: str) -> int | None:
         """Cells per batch when the user gives none (``None``: the engine's default)."""

@@ -110,6 +110,42 @@ class ScGPTEncoder(nn.Module):
         embeddings = self.encoder(genes) + self.value_encoder(values)
         return self.transformer_encoder(embeddings, src_key_padding_mask=padding_mask)
 
+    def cell_embedding(self, genes: torch.Tensor, values: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+        """Output at the first (``<cls>``) position, batch × ``d_model``.
+
+        In eval mode the layers are evaluated by :func:`_post_norm_layer` (the same arithmetic as
+        :class:`torch.nn.TransformerEncoderLayer`, kept batch-first and contiguous, and with the last layer computed
+        for the first position only); in training mode by the module itself.
+        """
+        if self.training:
+            return self.forward(genes, values, padding_mask)[:, 0]
+        x = self.encoder(genes) + self.value_encoder(values)
+        keep = ~padding_mask[:, None, None, :]  # batch × 1 × 1 × keys, True where attended
+        layers = self.transformer_encoder.layers
+        for i, layer in enumerate(layers):
+            x = _post_norm_layer(layer, x, keep, first_only=i == len(layers) - 1)
+        return x[:, 0]
+
+
+def _post_norm_layer(
+    layer: nn.TransformerEncoderLayer, x: torch.Tensor, keep: torch.Tensor, *, first_only: bool = False
+) -> torch.Tensor:
+    """One post-norm encoder layer in eval mode: ``norm1(x + attention(x))``, then ``norm2(x + ffn(x))``."""
+    attention = layer.self_attn
+    batch, length, d = x.shape
+    heads = attention.num_heads
+    weight, bias = attention.in_proj_weight, attention.in_proj_bias
+    key_value = F.linear(x, weight[d:], bias[d:]).view(batch, length, 2, heads, d // heads).permute(2, 0, 3, 1, 4)
+    residual = x[:, :1] if first_only else x
+    query = F.linear(residual, weight[:d], bias[:d])
+    query = query.view(batch, residual.shape[1], heads, d // heads).transpose(1, 2)
+    out = F.scaled_dot_product_attention(query, key_value[0], key_value[1], attn_mask=keep)
+    out = F.linear(
+        out.transpose(1, 2).reshape(batch, residual.shape[1], d), attention.out_proj.weight, attention.out_proj.bias
+    )
+    x = layer.norm1(residual + out)
+    return layer.norm2(x + layer.linear2(layer.activation(layer.linear1(x))))
+
 
 @dataclass(frozen=True)
 class _Config:
@@ -495,9 +531,10 @@ class ScGPT(AttributionModel):
     def check_method(self, method: str) -> None:
         if method == "dl":
             raise ValueError(
-                "scGPT does not support method='dl': DeepLIFT's rescale rule has no rule for attention (products of "
-                "inputs and a softmax inside nn.MultiheadAttention), where captum would silently fall back to plain "
-                "gradients. Use method='ig' (exact up to the integration error) or 'ixg'."
+                "scGPT does not support method='dl': captum's DeepLift applies its rescale rule only to module "
+                "non-linearities (here the value encoder's ReLU), not to attention (products of inputs, softmax) or "
+                "the transformer's functional ReLU, so its attributions would not sum to s(x) - s(0) (on a random "
+                "scGPT they sum to about 1% of it). Use method='ig' (the default) or 'ixg'."
             )
 
     def default_batch_size(self, device: torch.device, method: str) -> int:
@@ -565,7 +602,7 @@ class ScGPT(AttributionModel):
             )
         cls = inputs.new_full((inputs.shape[0], 1), self.pad_value)
         values = torch.cat([cls, inputs.masked_fill(mask[:, 1:], self.pad_value)], dim=1)
-        out = self.encoder(genes, values, mask)[:, 0]
+        out = self.encoder.cell_embedding(genes, values, mask)
         if layout.chunked:
             slots, counts = layout.groups(repeats, out.device)
             sums = out.new_zeros(repeats * layout.n_cells, out.shape[1]).index_add(0, slots, out)
