@@ -415,3 +415,47 @@ def test_attributions_on_cuda_match_cpu(model, adata):
     cpu = ss.pp.attributions(adata, model, n_steps=16, progress=False, copy=True, device="cpu")
     gpu = ss.pp.attributions(adata, model, n_steps=16, progress=False, copy=True, device="cuda")
     np.testing.assert_allclose(gpu.layers["attr_scgpt_ig"].toarray(), cpu.layers["attr_scgpt_ig"].toarray(), atol=1e-2)
+
+
+def test_command_line_attributions(model, adata, tmp_path, capsys):
+    from sigscan.cli import main
+
+    folder = model.save(tmp_path / "ckpt", flash_attention=True)
+    adata.write_h5ad(tmp_path / "in.h5ad")
+    out = tmp_path / "out.h5ad"
+    assert (
+        main(
+            [
+                "attributions",
+                str(tmp_path / "in.h5ad"),
+                "--model",
+                f"scgpt:{folder}",
+                "--method",
+                "ixg",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    result = ad.read_h5ad(out)
+    expected = ss.pp.attributions(adata, model, method="ixg", progress=False, copy=True, device="cpu")
+    np.testing.assert_allclose(
+        result.layers["attr_scgpt_ixg"].toarray(), expected.layers["attr_scgpt_ixg"].toarray(), atol=1e-3
+    )
+    assert (
+        main(
+            [
+                "attributions",
+                str(tmp_path / "in.h5ad"),
+                "--model",
+                f"scgpt:{folder}",
+                "--method",
+                "dl",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
+    assert "method='ig'" in capsys.readouterr().err
