@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 
 import numpy as np
@@ -57,6 +58,7 @@ def scgpt_row(
         row[f"{method}_cells_per_s"] = round(n_cells / seconds, 4)
         total = np.asarray(cells.layers[f"attr_scgpt_{method}"].sum(axis=1)).ravel()
         assert np.allclose(total, 1000, rtol=1e-3), total
+    row["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)
     return row
 
 

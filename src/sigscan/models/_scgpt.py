@@ -480,6 +480,11 @@ class ScGPT(AttributionModel):
             encoder = ScGPTEncoder(len(vocab), embsize, nheads, d_hid, nlayers, dropout)
             with torch.no_grad():
                 encoder.encoder.embedding.weight.uniform_(-0.1, 0.1)  # the published initialisation
+                for layer in encoder.transformer_encoder.layers:  # the clones start identical: draw each anew
+                    nn.init.xavier_uniform_(layer.self_attn.in_proj_weight)
+                    nn.init.normal_(layer.self_attn.in_proj_bias, std=0.02)
+                    for linear in (layer.self_attn.out_proj, layer.linear1, layer.linear2):
+                        linear.reset_parameters()
                 for module in encoder.modules():
                     if isinstance(module, nn.LayerNorm):
                         module.weight.copy_(1 + 0.1 * torch.randn_like(module.weight))
@@ -552,7 +557,7 @@ class ScGPT(AttributionModel):
 
     def default_batch_size(self, device: torch.device, method: str) -> int:
         if device.type == "cpu":
-            return 4 if method == "ig" else 16
+            return 4 if method == "ig" else 8
         return 32 if method == "ig" else 128
 
     def sequences(self, x: sparse.csr_matrix, device: torch.device | str = "cpu") -> _Sequences:
