@@ -40,11 +40,16 @@ class FirstLinear:
 
 @dataclass
 class AttributionInputs:
-    """What the captum path attributes: the tensor, extra forward arguments, and the map back to genes."""
+    """What the captum path attributes: the tensor, extra forward arguments, and the map back to genes.
+
+    ``internal_batch_size`` (optional) caps the rows per forward pass along the IG path (captum's
+    ``internal_batch_size``; never below the number of input rows).
+    """
 
     inputs: torch.Tensor
     extra: tuple
     to_genes: Callable[[torch.Tensor], sparse.csr_matrix]
+    internal_batch_size: int | None = None
 
 
 def preprocess_counts(counts: sparse.csr_matrix, how: Preprocess, *, target_sum: float = 1e4) -> sparse.csr_matrix:
@@ -104,6 +109,14 @@ class AttributionModel(ABC):
 
     def first_linear(self) -> FirstLinear | None:
         """Decompose the encoder for the exact fast path, or ``None`` if its first operation is not linear."""
+        return None
+
+    def check_method(self, method: str) -> None:
+        """Raise :class:`ValueError` (naming the reason and an alternative) if ``method`` does not apply."""
+        return None
+
+    def default_batch_size(self, device: torch.device, method: str) -> int | None:
+        """Cells per batch when the user gives none (``None``: the engine's default)."""
         return None
 
     # --- shared behaviour -------------------------------------------------------------------------------------

@@ -58,9 +58,13 @@ def _check_arguments(model: Any, method: str, n_steps: int, target_sum: float, e
         raise ValueError(f"target_sum must be a positive number, not {target_sum!r}.")
     if engine not in ("auto", "fast", "captum"):
         raise ValueError(f"Unknown engine {engine!r}; use 'auto', 'fast' or 'captum'.")
+    model.check_method(method)
 
 
-def _default_batch_size(device: torch.device, method: str) -> int:
+def _default_batch_size(model: AttributionModel, device: torch.device, method: str) -> int:
+    hint = model.default_batch_size(device, method)
+    if hint is not None:
+        return hint
     if device.type == "cpu":
         return 256 if method == "ig" else 1024
     return 8192
@@ -109,7 +113,8 @@ def attributions(
     n_steps
         Integration steps for IG.
     batch_size
-        Cells per batch (default: 256 for IG on CPU, 1024 for DL/IxG, 8192 on GPU). Memory is bounded by it.
+        Cells per batch (default: 256 for IG on CPU, 1024 for DL/IxG, 8192 on GPU, unless the model asks for
+        fewer, as transformers do). Memory is bounded by it.
     head
         ``"reference"`` explains the model's final embedding; ``"prenorm"`` the embedding before L2 normalisation.
         ``"auto"`` picks ``"prenorm"`` for DL/IxG on L2-normalised encoders (whose gradient at the cell vanishes)
@@ -160,7 +165,7 @@ def attributions(
     counts = _counts(adata, layer)
     alignment = model.align(adata.var, gene_symbols=gene_symbols, gene_ids=gene_ids)
     torch_device = resolve_device(device)
-    batch_size = batch_size if batch_size is not None else _default_batch_size(torch_device, method)
+    batch_size = batch_size if batch_size is not None else _default_batch_size(model, torch_device, method)
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, not {batch_size}.")
     use_fast = engine != "captum" and model.first_linear() is not None

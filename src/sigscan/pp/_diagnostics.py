@@ -9,7 +9,7 @@ import pandas as pd
 
 from .._stream import iter_row_batches
 from ..models._base import AttributionModel, resolve_device
-from ._attributions import _CaptumPath, _counts, resolve_head
+from ._attributions import _CaptumPath, _counts, _default_batch_size, resolve_head
 from ._engine import FastPath, inference_mode, summation_head_values
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ def completeness(
     n_steps: int = 50,
     head: str = "auto",
     engine: str = "auto",
-    batch_size: int = 256,
+    batch_size: int | None = None,
     device: str = "auto",
     gene_symbols: str | None = None,
     gene_ids: str | None = None,
@@ -48,6 +48,7 @@ def completeness(
     normalize = head == "reference" and model.l2_normalized
     alignment = model.align(adata.var, gene_symbols=gene_symbols, gene_ids=gene_ids)
     torch_device = resolve_device(device)
+    batch_size = batch_size or _default_batch_size(model, torch_device, "ig")
     sums, deltas = [], []
     with inference_mode(model.module, torch_device):
         use_fast = engine != "captum" and model.first_linear() is not None

@@ -242,7 +242,7 @@ def attribute_captum(
                 additional_forward_args=args,
                 n_steps=n_steps,
                 method="gausslegendre",
-                internal_batch_size=internal_batch_size,
+                internal_batch_size=internal_batch_size or prepared.internal_batch_size,
             )
         elif method == "dl":
             attr = DeepLift(head, multiply_by_inputs=True).attribute(

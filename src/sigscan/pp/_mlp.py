@@ -138,6 +138,7 @@ def _forward_from(chain: AffineChain, z: torch.Tensor, reference: list[torch.Ten
     """Run the chain from the first stage's pre-activation ``z``."""
     slopes, pres = [], []
     one = torch.ones((), dtype=z.dtype, device=z.device)
+    h = z
     for index, stage in enumerate(chain.stages):
         if index:
             z = stage.apply(h)
