@@ -230,6 +230,8 @@ def attributions(
                 np.abs(attr.data, out=attr.data)
                 attr.eliminate_zeros()
                 scale_rows(attr, target_sum)
+                if as_modality:
+                    attr.sort_indices()
                 result = attr if as_modality else alignment.to_data(attr)
                 if store is not None:
                     store.append(result)
