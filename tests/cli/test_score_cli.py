@@ -23,12 +23,40 @@ def files(tmp_path):
 
 def test_score_csv_and_h5ad(files, capsys):
     path, programs = files
-    assert main(["score", str(path / "toy.h5ad"), "--genes", str(path / "genes.txt"), "--method", "ucell",
-                 "--out", str(path / "s.csv")]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(path / "toy.h5ad"),
+                "--genes",
+                str(path / "genes.txt"),
+                "--method",
+                "ucell",
+                "--out",
+                str(path / "s.csv"),
+            ]
+        )
+        == 0
+    )
     scores = pd.read_csv(path / "s.csv", index_col=0)
     assert list(scores.columns) == ["ucell_score"] and len(scores) == 150
-    assert main(["score", str(path / "toy.h5ad"), "--gmt", str(path / "sets.gmt"), "--method", "ans",
-                 "--option", "ctrl_size=10", "--out", str(path / "s.h5ad")]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(path / "toy.h5ad"),
+                "--gmt",
+                str(path / "sets.gmt"),
+                "--method",
+                "ans",
+                "--option",
+                "ctrl_size=10",
+                "--out",
+                str(path / "s.h5ad"),
+            ]
+        )
+        == 0
+    )
     import anndata as ad
 
     out = ad.read_h5ad(path / "s.h5ad")
@@ -45,10 +73,43 @@ def test_score_bad_input_exits_2(files, capsys):
 def test_compare_writes_table_and_figures(files):
     path, programs = files
     out = path / "cmp"
-    assert main(["compare", str(path / "toy.h5ad"), "--gmt", str(path / "sets.gmt"), "--groupby", "group",
-                 "--methods", "ucell", "mean", "--n-splits", "2", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                str(path / "toy.h5ad"),
+                "--gmt",
+                str(path / "sets.gmt"),
+                "--groupby",
+                "group",
+                "--methods",
+                "ucell",
+                "mean",
+                "--n-splits",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(out / "compare_scorers.csv")
     assert set(table["label"]) == set(programs) and set(table["method"]) == {"ucell", "mean"}
     assert (out / "compare_scorers_heatmap.png").exists() and (out / "compare_scorers_bar.png").exists()
-    assert main(["compare", str(path / "toy.h5ad"), "--gmt", str(path / "sets.gmt"), "--groupby", "group",
-                 "--map", "group0=NOPE", "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "compare",
+                str(path / "toy.h5ad"),
+                "--gmt",
+                str(path / "sets.gmt"),
+                "--groupby",
+                "group",
+                "--map",
+                "group0=NOPE",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )

@@ -6,10 +6,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
+import matplotlib.pyplot as plt
+import pytest
 
-import sigscan as ss  # noqa: E402
+import sigscan as ss
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,16 @@ def test_table_shape_columns_and_storage(toy, tmp_path):
         toy, toy.uns["programs"], "group", methods=["ucell", "ans", "mean"], n_splits=4, method_options=FAST
     )
     assert list(table.columns) == [
-        "method", "label", "gene_set", "classifier", "split", "f1", "n_genes", "n_thresholds", "reason", "runtime_s",
+        "method",
+        "label",
+        "gene_set",
+        "classifier",
+        "split",
+        "f1",
+        "n_genes",
+        "n_thresholds",
+        "reason",
+        "runtime_s",
     ]
     # 3 methods x 3 labels x (4 logreg splits + 1 otsu)
     assert len(table) == 3 * 3 * 5
@@ -56,7 +65,9 @@ def test_degenerate_scores_give_zero_with_reason(toy):
     adata.var_names = [*toy.var_names, "ZERO1", "ZERO2"]
     adata.obs = toy.obs.copy()
     sets = {"group0": ["ZERO1", "ZERO2"], "group1": toy.uns["programs"]["group1"]}
-    table = ss.tl.compare_scorers(adata, sets, "group", methods=["mean", "ucell", "ans"], n_splits=2, method_options=FAST)
+    table = ss.tl.compare_scorers(
+        adata, sets, "group", methods=["mean", "ucell", "ans"], n_splits=2, method_options=FAST
+    )
     dead = table[table["label"] == "group0"]
     assert (dead["f1"] == 0).all()
     assert dead["reason"].str.len().gt(0).all()

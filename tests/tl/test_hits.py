@@ -71,7 +71,9 @@ def test_sample_hits_fractions_and_filters(cells):
         assert row["condition"] == part["condition"].iloc[0]
     assert (table["n_cells"] >= 20).all()
     # a group with too few samples left is dropped
-    strict = ss.tl.sample_hits(marked, "score_hit", sample_key="sample", group_key="cell_type", min_cells=30, min_samples=8)
+    strict = ss.tl.sample_hits(
+        marked, "score_hit", sample_key="sample", group_key="cell_type", min_cells=30, min_samples=8
+    )
     counts = marked.groupby(["cell_type", "sample"]).size()
     expected = {g for g, n in (counts >= 30).groupby(level=0).sum().items() if n >= 8}
     assert set(strict["cell_type"]) == expected

@@ -38,7 +38,10 @@ def test_ucell_hand_computed(tiny):
 
 def test_ucell_equals_pyucell_tiny_and_pbmc(tiny, pbmc_lognorm, pbmc_gene_sets):
     pyucell = pytest.importorskip("pyucell")
-    for adata, genes, max_rank in [(tiny, SET, 4), (pbmc_lognorm[:600].copy(), pbmc_gene_sets["PANGLAODB_NK_CELLS"], 1500)]:
+    for adata, genes, max_rank in [
+        (tiny, SET, 4),
+        (pbmc_lognorm[:600].copy(), pbmc_gene_sets["PANGLAODB_NK_CELLS"], 1500),
+    ]:
         genes = [g for g in genes if g in adata.var_names]
         ours = _score(adata, genes, "ucell", max_rank=max_rank)
         pyucell.compute_ucell_scores(adata, {"ref": genes}, max_rank=max_rank, missing_genes="skip", n_jobs=1)

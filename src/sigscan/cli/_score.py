@@ -61,7 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     score.add_argument("--normalize", default="auto", choices=("auto", "yes", "no"), help="log-normalise counts")
     score.add_argument("--key-added", default=None, help="obs column (or prefix for several sets)")
     score.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="method option")
-    score.add_argument("--out", default=None, help="OUT.csv (scores) or OUT.h5ad (data + scores); default: CSV on stdout")
+    score.add_argument(
+        "--out", default=None, help="OUT.csv (scores) or OUT.h5ad (data + scores); default: CSV on stdout"
+    )
     score.set_defaults(func=run_score)
 
     compare = subparsers.add_parser(
@@ -81,7 +83,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="LABEL=SET",
         help="label → set name (repeat); default: the sets whose names are labels",
     )
-    compare.add_argument("--methods", nargs="+", default=None, choices=list(SCORERS), help=f"default: {' '.join(DEFAULT_METHODS)} (attribution only if a layer exists)")
+    compare.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        choices=list(SCORERS),
+        help=f"default: {' '.join(DEFAULT_METHODS)} (attribution only if a layer exists)",
+    )
     compare.add_argument("--classifiers", nargs="+", default=["logreg", "otsu"], choices=("logreg", "otsu"))
     compare.add_argument("--n-splits", type=int, default=25)
     compare.add_argument("--test-size", type=float, default=0.2)

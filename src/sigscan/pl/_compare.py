@@ -89,8 +89,15 @@ def compare_scorers(
             image = ax.imshow(means.to_numpy(dtype=float), vmin=0, vmax=1, cmap="viridis", aspect="auto")
             for (i, j), value in np.ndenumerate(means.to_numpy(dtype=float)):
                 if np.isfinite(value):
-                    ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                            color="black" if value > 0.6 else "white")
+                    ax.text(
+                        j,
+                        i,
+                        f"{value:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="black" if value > 0.6 else "white",
+                    )
             ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
             ax.set_yticks(range(len(methods)), methods)
             figure.colorbar(image, ax=ax, label="F1", shrink=0.8)
@@ -164,8 +171,10 @@ def score_distributions(
         raise KeyError(f"Columns {absent} not found; available: {', '.join(map(str, frame.columns))}.")
     groups = frame[groupby]
     if order is None:
-        order = list(groups.cat.categories) if isinstance(groups.dtype, pd.CategoricalDtype) else sorted(
-            map(str, groups.dropna().unique())
+        order = (
+            list(groups.cat.categories)
+            if isinstance(groups.dtype, pd.CategoricalDtype)
+            else sorted(map(str, groups.dropna().unique()))
         )
     order = [g for g in order if (groups.astype(str) == str(g)).any()]
     if figsize is None:
@@ -174,7 +183,9 @@ def score_distributions(
     axes = axes[0]
     for ax, key in zip(axes, keys, strict=True):
         values = [
-            pd.to_numeric(frame.loc[(groups.astype(str) == str(g)).to_numpy(), key], errors="coerce").dropna().to_numpy()
+            pd.to_numeric(frame.loc[(groups.astype(str) == str(g)).to_numpy(), key], errors="coerce")
+            .dropna()
+            .to_numpy()
             for g in order
         ]
         if kind == "violin":

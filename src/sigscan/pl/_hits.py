@@ -84,8 +84,12 @@ def sample_hits(
         kept = [i for i, d in enumerate(data) if d.size]
         if kept:
             boxes = ax.boxplot(
-                [data[i] for i in kept], positions=positions[kept], widths=width * 0.85, patch_artist=True,
-                showfliers=not swarm, manage_ticks=False,
+                [data[i] for i in kept],
+                positions=positions[kept],
+                widths=width * 0.85,
+                patch_artist=True,
+                showfliers=not swarm,
+                manage_ticks=False,
             )
             for patch in boxes["boxes"]:
                 patch.set_facecolor(f"C{j}")
@@ -93,8 +97,9 @@ def sample_hits(
         if swarm:
             for i in kept:
                 jitter = rng.uniform(-width * 0.25, width * 0.25, data[i].size)
-                ax.scatter(positions[i] + jitter, data[i], s=10, color=f"C{j}", edgecolor="black", linewidth=0.3,
-                           zorder=3)
+                ax.scatter(
+                    positions[i] + jitter, data[i], s=10, color=f"C{j}", edgecolor="black", linewidth=0.3, zorder=3
+                )
         if level is not None:
             ax.plot([], [], color=f"C{j}", linewidth=6, alpha=0.5, label=str(level))
     ax.set_xticks(range(len(order)), order, rotation=45, ha="right")

@@ -85,8 +85,11 @@ def cohens_d(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def otsu_hits(scores: np.ndarray, *, max_thresholds: int = 3) -> tuple[np.ndarray | None, int, str]:
-    """Cells in the top multi-Otsu group, for the number of thresholds (1..max) with the largest Cohen's d between
-    the top and second-highest groups; ``(None, 0, reason)`` when no threshold works."""
+    """Cells in the top multi-Otsu group (SPEC 2.1).
+
+    The number of thresholds (1..``max_thresholds``) is the one with the largest Cohen's d between the top and the
+    second-highest groups. Returns ``(hits, n_thresholds, "")``, or ``(None, 0, reason)`` when no threshold works.
+    """
     from skimage.filters import threshold_multiotsu
 
     best: tuple[float, np.ndarray, int] | None = None

@@ -169,9 +169,7 @@ def score_genes(
     sets, single = resolve_gene_sets(genes)
     adata = adata.copy() if copy else adata
     columns = match_gene_sets(sets, adata.var_names)
-    data = scoring_data(
-        adata, scorer, layer=layer, normalize=normalize, target_sum=target_sum, chunk_size=chunk_size
-    )
+    data = scoring_data(adata, scorer, layer=layer, normalize=normalize, target_sum=target_sum, chunk_size=chunk_size)
     with timed(f"scoring {len(columns)} gene set(s) with {method} on {data.where}"):
         scores = scorer(data, list(columns.values()), **options)
     if single:

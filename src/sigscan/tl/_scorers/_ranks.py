@@ -64,16 +64,22 @@ class ChunkRanks:
         return left - starts, right - left, stops - right
 
     def descending_ordinal_ranks(self, columns: np.ndarray) -> np.ndarray:
-        """Ranks 1..n_genes of ``columns`` in every cell by decreasing value, ties broken by gene order (as
-        ``scipy.stats.rankdata(-row, method="ordinal")``); cells × len(columns), int64."""
+        """Ranks 1..n_genes of ``columns`` in every cell by decreasing value, ties in gene order.
+
+        As ``scipy.stats.rankdata(-row, method="ordinal")``; cells × len(columns), int64.
+        """
         columns = np.asarray(columns, dtype=np.int64)
-        expressed, values = self.lookup(columns)
+        expressed, _ = self.lookup(columns)
         cells = np.broadcast_to(np.arange(self.n_cells)[:, None], expressed.shape)
         ranks = np.empty(expressed.shape, dtype=np.int64)
         # expressed genes: higher values first; among equal values, lower gene index first
-        order = np.lexsort((self.chunk.indices, -self.chunk.data.astype(np.float64), self.cell_of_entry))
+        # a stable sort keeps CSR order (gene order within a cell) among equal values
+        descending = (self.cell_of_entry << np.uint64(32)) | (np.uint64(0xFFFFFFFF) - _orderable(self.chunk.data))
+        order = np.argsort(descending, kind="stable")
         rank_of_entry = np.empty(order.size, dtype=np.int64)
-        rank_of_entry[order] = np.arange(order.size) - self.chunk.indptr[:-1][self.cell_of_entry[order].astype(np.int64)]
+        rank_of_entry[order] = (
+            np.arange(order.size) - self.chunk.indptr[:-1][self.cell_of_entry[order].astype(np.int64)]
+        )
         queries = (cells.astype(np.int64) * self.n_genes + columns[None, :]).ravel()
         where = np.searchsorted(self.position_keys, queries).reshape(expressed.shape)
         ranks[expressed] = rank_of_entry[where[expressed]] + 1

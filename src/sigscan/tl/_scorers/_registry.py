@@ -42,7 +42,9 @@ class Scorer:
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             valid = ", ".join(f"{k}={v!r}" for k, v in self.options.items()) or "none"
-            raise ValueError(f"Unknown option(s) {', '.join(unknown)} for method {self.name!r}; valid options: {valid}.")
+            raise ValueError(
+                f"Unknown option(s) {', '.join(unknown)} for method {self.name!r}; valid options: {valid}."
+            )
         return self.func(data, list(gene_sets), **options)
 
 
