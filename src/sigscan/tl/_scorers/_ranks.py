@@ -40,7 +40,8 @@ class ChunkRanks:
         self.position_keys = self.cell_of_entry.astype(np.int64) * self.n_genes + chunk.indices
 
     def lookup(self, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Values of ``columns`` in every cell: ``(expressed, values)``, both cells × len(columns)."""
+        """Values of ``columns`` (sorted first) in every cell: ``(expressed, values)``, both cells × len(columns)."""
+        columns = np.sort(np.asarray(columns, dtype=np.int64))  # sorted queries: cache-friendly binary searches
         cells = np.arange(self.n_cells, dtype=np.int64)[:, None]
         queries = (cells * self.n_genes + np.asarray(columns, dtype=np.int64)[None, :]).ravel()
         if self.position_keys.size == 0:
@@ -64,11 +65,11 @@ class ChunkRanks:
         return left - starts, right - left, stops - right
 
     def descending_ordinal_ranks(self, columns: np.ndarray) -> np.ndarray:
-        """Ranks 1..n_genes of ``columns`` in every cell by decreasing value, ties in gene order.
+        """Ranks 1..n_genes of ``columns`` (sorted first) in every cell by decreasing value, ties in gene order.
 
         As ``scipy.stats.rankdata(-row, method="ordinal")``; cells × len(columns), int64.
         """
-        columns = np.asarray(columns, dtype=np.int64)
+        columns = np.sort(np.asarray(columns, dtype=np.int64))
         expressed, _ = self.lookup(columns)
         cells = np.broadcast_to(np.arange(self.n_cells)[:, None], expressed.shape)
         ranks = np.empty(expressed.shape, dtype=np.int64)
