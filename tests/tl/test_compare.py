@@ -130,3 +130,13 @@ def test_pbmc3k_markers_beat_shuffled_gene_labels(pbmc_counts, pbmc_gene_sets):
     margin = real_f1 - control_f1
     assert (margin > 0.25).all(), margin[margin <= 0.25]
     assert (real_f1.xs("B cells", level="label") > 0.8).all()
+
+
+def test_normalize_applies_to_expression_scorers_only(toy):
+    toy.layers["attr_toy_ig"] = toy.X * 3
+    table = ss.tl.compare_scorers(
+        toy, toy.uns["programs"], "group", methods=["attribution", "mean"], normalize=True, n_splits=2
+    )
+    assert set(table["method"]) == {"attribution", "mean"} and (table["reason"] == "").all()
+    params = toy.uns["sigscan"]["compare_scorers_params"]
+    assert params["methods"] == ["attribution", "mean"]

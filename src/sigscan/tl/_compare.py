@@ -201,7 +201,12 @@ def compare_scorers(
         for scorer in scorers:
             layer = attribution_layer if scorer.reads == "attribution" else expression_layer
             data = scoring_data(
-                adata, scorer, layer=layer, normalize=normalize, target_sum=target_sum, chunk_size=chunk_size
+                adata,
+                scorer,
+                layer=layer,
+                normalize=normalize if scorer.reads == "expression" else False,
+                target_sum=target_sum,
+                chunk_size=chunk_size,
             )
             start = time.perf_counter()
             scores, failures = _score_all(scorer, data, columns, options.get(scorer.name, {}))
