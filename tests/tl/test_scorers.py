@@ -262,3 +262,22 @@ def test_auto_normalize_detects_counts(pbmc_counts):
         ss.tl.score_genes(adata, ["LYZ", "CD14"], method="mean")
     assert adata.uns["sigscan"]["score_genes"]["mean_score"]["normalized_on_the_fly"]
     assert adata.obs["mean_score"].max() < 12  # log scale, not raw counts
+
+
+@pytest.mark.parametrize("method", ["ucell", "jasmine", "aucell", "mean", "ans"])
+def test_stored_zeros_and_unsorted_indices_are_handled(method, tiny):
+    reference = _score(tiny.copy(), SET, method, **({"ctrl_size": 2} if method == "ans" else {}))
+    messy = tiny.copy()
+    x = messy.X.tocoo()
+    # add explicit zeros and shuffle the entry order inside rows
+    rows = np.concatenate([x.row, [0, 2, 3]])
+    cols = np.concatenate([x.col, [3, 2, 1]])
+    vals = np.concatenate([x.data, [0.0, 0.0, 0.0]]).astype(np.float32)
+    order = np.random.default_rng(0).permutation(rows.size)
+    matrix = sparse.csr_matrix((vals[order], (rows[order], cols[order])), shape=x.shape)
+    matrix.has_sorted_indices = False
+    messy.X = matrix
+    stored = messy.X.copy()
+    scores = _score(messy, SET, method, **({"ctrl_size": 2} if method == "ans" else {}))
+    np.testing.assert_allclose(scores, reference, atol=1e-12)
+    assert messy.X.nnz == stored.nnz  # the stored matrix keeps its explicit zeros

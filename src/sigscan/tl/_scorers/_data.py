@@ -86,15 +86,17 @@ class ScoringData:
         return int(self.adata.n_obs), int(self.adata.n_vars)
 
     def chunks(self) -> Iterator[tuple[int, int, sparse.csr_matrix]]:
-        """``(start, stop, CSR float32 chunk)`` with sorted indices; normalised when ``normalize=True``."""
+        """``(start, stop, CSR float32 chunk)``: sorted indices, no stored zeros or NaN; normalised if asked."""
         if self.matrix is None:
             raise ValueError(f"{self.where} is empty; pass layer= naming the matrix to score.")
         for lo, hi, chunk in iter_row_batches(self.matrix, self.chunk_size):
             if self.normalize:
                 chunk = log_normalize(chunk, self.target_sum)
-            elif not chunk.has_sorted_indices:
-                chunk = chunk.copy()
-            if not chunk.has_sorted_indices:
+            unclean = (chunk.data == 0) | np.isnan(chunk.data)
+            if not chunk.has_sorted_indices or unclean.any():
+                chunk = chunk.copy()  # never touch the stored matrix
+                chunk.data[unclean] = 0  # missing values count as unexpressed; stored zeros are dropped
+                chunk.eliminate_zeros()
                 chunk.sort_indices()
             yield lo, hi, chunk
 
