@@ -1,0 +1,142 @@
+"""compare_scorers: SPEC 2.1 pipeline, determinism, degenerate scores, PBMC3k sanity against shuffled gene labels."""
+
+from __future__ import annotations
+
+import warnings
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+
+import sigscan as ss
+from sigscan.tl import _classify
+from sigscan.tl._presets import PBMC3K_PANGLAODB, preset_options
+
+FAST = {"ans": {"ctrl_size": 20}}
+
+
+@pytest.fixture
+def toy() -> ad.AnnData:
+    return ss.datasets.toy(n_cells=240, n_genes=120, seed=3)
+
+
+def test_table_shape_columns_and_storage(toy, tmp_path):
+    table = ss.tl.compare_scorers(
+        toy, toy.uns["programs"], "group", methods=["ucell", "ans", "mean"], n_splits=4, method_options=FAST
+    )
+    assert list(table.columns) == [
+        "method",
+        "label",
+        "gene_set",
+        "classifier",
+        "split",
+        "f1",
+        "n_genes",
+        "n_thresholds",
+        "reason",
+        "runtime_s",
+    ]
+    # 3 methods x 3 labels x (4 logreg splits + 1 otsu)
+    assert len(table) == 3 * 3 * 5
+    assert table.groupby("method")["runtime_s"].nunique().eq(1).all()
+    assert (table["f1"] > 0.5).mean() > 0.8
+    assert set(table.loc[table["classifier"] == "otsu", "n_thresholds"]) <= {1, 2, 3}
+    stored = toy.uns["sigscan"]["compare_scorers"]
+    pd.testing.assert_frame_equal(stored, table)
+    toy.write_h5ad(tmp_path / "out.h5ad")
+    back = ad.read_h5ad(tmp_path / "out.h5ad").uns["sigscan"]["compare_scorers"]
+    np.testing.assert_allclose(back["f1"].to_numpy(), table["f1"].to_numpy())
+    assert back["method"].tolist() == table["method"].tolist()
+
+
+def test_deterministic_for_a_seed(toy):
+    kwargs = dict(methods=["jasmine", "scanpy"], n_splits=3)
+    first = ss.tl.compare_scorers(toy, toy.uns["programs"], "group", **kwargs)
+    second = ss.tl.compare_scorers(toy, toy.uns["programs"], "group", **kwargs)
+    pd.testing.assert_frame_equal(first.drop(columns="runtime_s"), second.drop(columns="runtime_s"))
+    other = ss.tl.compare_scorers(toy, toy.uns["programs"], "group", random_state=1, **kwargs)
+    assert not np.array_equal(first["f1"].to_numpy(), other["f1"].to_numpy())
+
+
+def test_degenerate_scores_give_zero_with_reason(toy):
+    adata = ad.concat([toy, ad.AnnData(sparse.csr_matrix((toy.n_obs, 2), dtype=np.float32), obs=toy.obs)], axis=1)
+    adata.var_names = [*toy.var_names, "ZERO1", "ZERO2"]
+    adata.obs = toy.obs.copy()
+    sets = {"group0": ["ZERO1", "ZERO2"], "group1": toy.uns["programs"]["group1"]}
+    table = ss.tl.compare_scorers(
+        adata, sets, "group", methods=["mean", "ucell", "ans"], n_splits=2, method_options=FAST
+    )
+    dead = table[table["label"] == "group0"]
+    assert (dead["f1"] == 0).all()
+    assert dead["reason"].str.len().gt(0).all()
+    assert dead.loc[dead["method"] == "mean", "reason"].str.contains("constant").all()
+    alive = table[table["label"] == "group1"]
+    assert (alive["reason"] == "").all() and alive["f1"].mean() > 0.5
+
+
+def test_otsu_picks_the_separating_threshold():
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.normal(0, 0.1, 300), rng.normal(1, 0.1, 300), rng.normal(3, 0.1, 50)])
+    labels = np.arange(scores.size) >= 600
+    [result] = list(_classify.otsu(scores, labels))
+    assert result.f1 == pytest.approx(1.0) and result.n_thresholds >= 2
+    [flat] = list(_classify.otsu(np.ones(20), labels[:20]))
+    assert flat.f1 == 0 and "constant" in flat.reason
+    [few] = list(_classify.otsu(np.array([0.0, 1.0] * 10), np.arange(20) % 2 == 0))
+    assert few.reason == "" or few.f1 == 0
+
+
+def test_cohens_d_pooled():
+    a, b = np.array([3.0, 4.0, 5.0]), np.array([1.0, 2.0, 3.0])
+    assert _classify.cohens_d(a, b) == pytest.approx(2.0)
+
+
+def test_gmt_mapping_preset_and_errors(toy):
+    sets = {f"SET_{g}": genes for g, genes in toy.uns["programs"].items()}
+    mapping = {g: f"SET_{g}" for g in toy.uns["programs"]}
+    table = ss.tl.compare_scorers(toy, mapping, "group", gmt=sets, methods=["mean"], n_splits=2, preset="paper")
+    assert set(table["gene_set"]) == set(sets)
+    assert preset_options("paper") == {"ans": {"ctrl_size": 50}, "jasmine": {"mode": "likelihood"}}
+    with pytest.raises(ValueError, match="gmt="):
+        ss.tl.compare_scorers(toy, mapping, "group", methods=["mean"])
+    with pytest.raises(ValueError, match="not values of"):
+        ss.tl.compare_scorers(toy, {"nope": ["PROG0_0"]}, "group", methods=["mean"])
+    with pytest.raises(ValueError, match="Unknown scoring method"):
+        ss.tl.compare_scorers(toy, toy.uns["programs"], "group", methods=["magic"])
+    with pytest.raises(KeyError, match="No attribution layer"):
+        ss.tl.compare_scorers(toy, toy.uns["programs"], "group", methods=["attribution"])
+    with pytest.raises(ValueError, match="preset"):
+        ss.tl.compare_scorers(toy, toy.uns["programs"], "group", methods=["mean"], preset="nature")
+
+
+def test_pbmc3k_markers_beat_shuffled_gene_labels(pbmc_counts, pbmc_gene_sets):
+    """Every method's F1 for B cells and NK cells clearly beats the same pipeline on shuffled gene labels."""
+    adata = pbmc_counts.copy()
+    model = ss.models.SCimilarity.random(adata.var_names, hidden_dim=(32,), latent_dim=8)
+    ss.pp.attributions(adata, model, method="ig", n_steps=16, progress=False)
+    labels = {label: PBMC3K_PANGLAODB[label] for label in ("B cells", "NK cells")}
+    shuffled = adata.copy()
+    shuffled.var_names = adata.var_names[np.random.default_rng(0).permutation(adata.n_vars)]
+    kwargs = dict(gmt=pbmc_gene_sets, n_splits=3, preset="paper")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        real = ss.tl.compare_scorers(adata, labels, "cell_type", **kwargs)
+        control = ss.tl.compare_scorers(shuffled, labels, "cell_type", **kwargs)
+    real_f1 = real.groupby(["method", "label", "classifier"])["f1"].mean()
+    control_f1 = control.groupby(["method", "label", "classifier"])["f1"].mean()
+    assert set(real["method"]) == {"attribution", "ans", "jasmine", "ucell", "scanpy", "mean"}
+    margin = real_f1 - control_f1
+    assert (margin > 0.25).all(), margin[margin <= 0.25]
+    assert (real_f1.xs("B cells", level="label") > 0.8).all()
+
+
+def test_normalize_applies_to_expression_scorers_only(toy):
+    toy.layers["attr_toy_ig"] = toy.X * 3
+    table = ss.tl.compare_scorers(
+        toy, toy.uns["programs"], "group", methods=["attribution", "mean"], normalize=True, n_splits=2
+    )
+    assert set(table["method"]) == {"attribution", "mean"} and (table["reason"] == "").all()
+    params = toy.uns["sigscan"]["compare_scorers_params"]
+    assert params["methods"] == ["attribution", "mean"]
