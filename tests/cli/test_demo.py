@@ -7,6 +7,7 @@ import os
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 
 from sigscan.cli import main
 
@@ -14,12 +15,32 @@ from sigscan.cli import main
 def test_demo_writes_report_and_reuses_cached_model(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SIGSCAN_CACHE", os.fspath(tmp_path / "cache"))
     out = tmp_path / "demo"
-    assert main(["demo", "--out", os.fspath(out), "--max-epochs", "3"]) == 0
+    args = ["--max-epochs", "3", "--n-splits", "2"]
+    assert main(["demo", "--out", os.fspath(out), *args]) == 0
     assert "report.md" in capsys.readouterr().out
-    for name in ("report.md", "umap_scores.png", "violins_scores.png", "pbmc3k_attributions.h5ad", "summary.json"):
+    files = [
+        "report.md",
+        "summary.json",
+        "umap_scores.png",
+        "violins_scores.png",
+        "compare_scorers.png",
+        "compare_scorers.csv",
+        "kang_sample_hits.png",
+        "kang_sample_hits.csv",
+        "pbmc3k_attributions.h5ad",
+    ]
+    for name in files:
         assert (out / name).stat().st_size > 0, name
     report = (out / "report.md").read_text()
-    assert "PANGLAODB_B_CELLS" in report and "![umap_scores.png]" in report
+    for section in ("scorer comparison", "hits per sample", "PANGLAODB_B_CELLS", "(compare_scorers.png)"):
+        assert section in report
+
+    comparison = pd.read_csv(out / "compare_scorers.csv")
+    assert set(comparison["method"]) == {"attribution", "ans", "jasmine", "ucell", "scanpy", "mean"}
+    assert set(comparison["classifier"]) == {"logreg", "otsu"}
+    hits = pd.read_csv(out / "kang_sample_hits.csv")
+    by_condition = hits.groupby("condition")["hit_fraction"].mean()
+    assert by_condition["stim"] > by_condition["ctrl"]  # the interferon program marks stimulated cells
 
     adata = ad.read_h5ad(out / "pbmc3k_attributions.h5ad")
     sums = np.asarray(adata.layers["attr_scvi_ig"].sum(axis=1)).ravel()
@@ -28,7 +49,7 @@ def test_demo_writes_report_and_reuses_cached_model(tmp_path, monkeypatch, capsy
     means = adata.obs.groupby("cell_type", observed=True)["PANGLAODB_B_CELLS"].mean()
     assert means.idxmax() == "B cells"
 
-    first = json.loads((out / "summary.json").read_text())["timings_s"]["model"]
-    assert main(["demo", "--out", os.fspath(tmp_path / "again"), "--max-epochs", "3"]) == 0
-    second = json.loads((tmp_path / "again" / "summary.json").read_text())["timings_s"]["model"]
+    first = json.loads((out / "summary.json").read_text())["timings_s"]["PBMC3k scVI model"]
+    assert main(["demo", "--out", os.fspath(tmp_path / "again"), *args]) == 0
+    second = json.loads((tmp_path / "again" / "summary.json").read_text())["timings_s"]["PBMC3k scVI model"]
     assert second < first  # loaded from the cache, not retrained

@@ -15,6 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", default="sigscan-demo", help="output folder (default: sigscan-demo)")
     parser.add_argument("--max-epochs", type=int, default=40, help="scVI training epochs on first run")
+    parser.add_argument("--n-splits", type=int, default=10, help="train/test splits of the scorer comparison")
     parser.set_defaults(func=run)
 
 
@@ -22,6 +23,6 @@ def run(args: argparse.Namespace) -> int:
     """Run the sub-command."""
     from sigscan._demo import run_demo
 
-    report = run_demo(args.out, max_epochs=args.max_epochs)
+    report = run_demo(args.out, max_epochs=args.max_epochs, n_splits=args.n_splits)
     print(f"wrote {report}")
     return 0
