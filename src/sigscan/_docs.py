@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import textwrap
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -26,11 +28,18 @@ genes
 
 
 def doc_params(**kwargs: str) -> Callable[[F], F]:
-    """Fill ``{name}`` placeholders in a docstring with shared parameter text."""
+    """Fill ``{name}`` placeholder lines of a docstring with shared text, indented like the placeholder.
+
+    A placeholder stands alone on its line; ``{{`` and ``}}`` elsewhere in the docstring give literal braces.
+    """
+
+    def indent(match: re.Match) -> str:
+        return textwrap.indent(kwargs[match.group(2)], match.group(1))
 
     def decorator(func: F) -> F:
         if func.__doc__:
-            func.__doc__ = func.__doc__.format_map(kwargs)
+            doc = re.sub(r"^([ \t]*)\{(\w+)\}[ \t]*$", indent, func.__doc__, flags=re.MULTILINE)
+            func.__doc__ = doc.replace("{{", "{").replace("}}", "}")
         return func
 
     return decorator
