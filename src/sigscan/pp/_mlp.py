@@ -34,15 +34,36 @@ class _Stage:
     bias: torch.Tensor
     activation: nn.Module | None
 
-    def apply(self, h: torch.Tensor) -> torch.Tensor:
-        return (
-            torch.addmm(self.bias, h, self.weight.T)
-            if self.weight is not None
-            else torch.addcmul(self.bias, h, self.scale)
-        )
+    def apply(self, h: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        if self.weight is not None:
+            return torch.addmm(self.bias, h, self.weight.T, out=out)
+        return torch.addcmul(self.bias, h, self.scale, out=out)
 
-    def transpose(self, grad: torch.Tensor) -> torch.Tensor:
-        return grad @ self.weight if self.weight is not None else grad * self.scale
+    def transpose(self, grad: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        if self.weight is not None:
+            return torch.mm(grad, self.weight, out=out)
+        return torch.mul(grad, self.scale, out=out)
+
+
+class _Workspace:
+    """Reusable buffers for the per-chunk tensors.
+
+    Fresh multi-megabyte allocations each step cost more (page faults on first touch) than the arithmetic in them.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple, torch.Tensor] = {}
+
+    def __call__(self, key: tuple, shape: tuple[int, ...], like: torch.Tensor, dtype: torch.dtype | None = None):
+        dtype = dtype or like.dtype
+        numel = 1
+        for size in shape:
+            numel *= size
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.numel() < numel or buffer.dtype != dtype:
+            buffer = torch.empty(numel, dtype=dtype, device=like.device)
+            self._buffers[key] = buffer
+        return buffer[:numel].view(shape)
 
 
 @dataclass
@@ -134,17 +155,33 @@ def _forward(chain: AffineChain, u: torch.Tensor, reference: list[torch.Tensor] 
     return _forward_from(chain, chain.stages[0].apply(u), reference)
 
 
-def _forward_from(chain: AffineChain, z: torch.Tensor, reference: list[torch.Tensor] | None = None):
-    """Run the chain from the first stage's pre-activation ``z``."""
+def _forward_from(
+    chain: AffineChain,
+    z: torch.Tensor,
+    reference: list[torch.Tensor] | None = None,
+    workspace: _Workspace | None = None,
+):
+    """Run the chain from the first stage's pre-activation ``z``; return (embedding, slopes, pre-activations).
+
+    With a ``workspace`` (gradient passes), intermediate tensors live in reused buffers and ``z`` is overwritten;
+    pre-activations are then not returned.
+    """
     slopes, pres = [], []
     one = torch.ones((), dtype=z.dtype, device=z.device)
     h = z
     for index, stage in enumerate(chain.stages):
         if index:
-            z = stage.apply(h)
+            out = workspace(("z", index), (h.shape[0], stage.bias.shape[0]), h) if workspace is not None else None
+            z = stage.apply(h, out=out)
         if stage.activation is None:
             return z, slopes, pres
         negative = _negative_slope(stage.activation, z)
+        if workspace is not None and reference is None:
+            positive = torch.gt(z, 0, out=workspace(("positive", index), z.shape, z, torch.bool))
+            slope = torch.where(positive, one, negative, out=workspace(("slope", index), z.shape, z))
+            h = z.mul_(slope)
+            slopes.append(slope)
+            continue
         slope = torch.where(z > 0, one, negative)
         h = torch.mul(z, slope)
         if reference is not None and isinstance(stage.activation, _DEEPLIFT_HOOKED):
@@ -168,11 +205,14 @@ def _head_gradient(e: torch.Tensor, w: torch.Tensor, normalize: bool) -> torch.T
     return g.sub_(f * (f * g).sum(dim=-1, keepdim=True)).div_(norm)
 
 
-def _backward_to_first(chain: AffineChain, grad: torch.Tensor, slopes: list[torch.Tensor]) -> torch.Tensor:
+def _backward_to_first(
+    chain: AffineChain, grad: torch.Tensor, slopes: list[torch.Tensor], workspace: _Workspace
+) -> torch.Tensor:
     """Gradient with respect to the first stage's pre-activation."""
     stages = chain.stages
     for i in range(len(stages) - 1, 0, -1):
-        grad = stages[i].transpose(grad).mul_(slopes[i - 1])
+        width = slopes[i - 1].shape[1]
+        grad = stages[i].transpose(grad, out=workspace(("grad", i), (grad.shape[0], width), grad)).mul_(slopes[i - 1])
     return grad
 
 
@@ -206,13 +246,16 @@ def chain_hidden_gradient(
         _, _, reference = _forward(chain, torch.zeros(1, width, dtype=u.dtype, device=u.device))
     scaled_u = u * first.scale  # the first stage is diagonal: z = α (s ⊙ u) + b along the path
     total = torch.zeros_like(u)
+    workspace = _Workspace()
     per_call = max(1, max_rows // max(n, 1))
     for start in range(0, len(alphas), per_call):
         a = alphas[start : start + per_call]
         k = len(a)
-        z = torch.addcmul(first.bias, a.view(k, 1, 1), scaled_u.unsqueeze(0)).view(k * n, width)
-        e, slopes, _ = _forward_from(chain, z, reference)
+        z = workspace(("z", 0), (k, n, width), u)
+        torch.addcmul(first.bias, a.view(k, 1, 1), scaled_u.unsqueeze(0), out=z)
+        e, slopes, _ = _forward_from(chain, z.view(k * n, width), reference, workspace)
         grad = _head_gradient(e.view(k, n, -1), w, normalize)
         grad.mul_(step_sizes[start : start + per_call].view(k, 1, 1))
-        total += _backward_to_first(chain, grad.view(k * n, -1), slopes).view(k, n, width).sum(dim=0)
+        first_grad = _backward_to_first(chain, grad.view(k * n, -1), slopes, workspace)
+        total += first_grad.view(k, n, width).sum(dim=0)
     return total.mul_(first.scale)
