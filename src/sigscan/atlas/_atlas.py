@@ -593,6 +593,7 @@ def _filter_mask(reader: ShardReader, obs_filter: ObsFilter) -> np.ndarray | Non
 def _concat(frames: list[pd.DataFrame], key: str | None) -> pd.DataFrame:
     """Concatenate per-shard frames, keeping categorical columns categorical (union of categories)."""
     frames = [f for f in frames if f is not None]
+    frames = [f for f in frames if len(f)] or frames[:1]
     if not frames:
         return pd.DataFrame({key: pd.Series(dtype=np.float32)}) if key else pd.DataFrame()
     if len(frames) == 1:
