@@ -12,7 +12,7 @@ from scipy import sparse
 import sigscan as ss
 from sigscan.atlas import ShardError
 
-from .conftest import LAYER
+LAYER = "attr_scimilarity_ixg"
 
 
 def _expected(adata, genes, **kwargs):
