@@ -19,12 +19,12 @@ SRC = os.path.join(os.path.dirname(__file__), "..", "..", "src")
 
 # Each stage pauses a real `add` at one point of the write; the test kills the process there with SIGKILL.
 _STAGES = {
-    # in the middle of writing the shard: obs/var/uns are on disk, X is not
+    # in the middle of writing the shard: obs and var are on disk, X is being written, uns is not
     "writing_shard": """
         import anndata.io
         original = anndata.io.write_elem
         def write_elem(group, key, *args, **kwargs):
-            if key == "layers":
+            if key == "uns":
                 pause()
             return original(group, key, *args, **kwargs)
         anndata.io.write_elem = write_elem

@@ -196,9 +196,10 @@ class Atlas:
             arrays = to_csc(matrix, len(self.gene_order))
             del matrix
             obs = compact_obs(source.obs)
-            checksum = shard_checksum(*arrays, obs.index)
+            checksum = None
             if name in self.manifest.names():
                 existing = self.manifest.shard(name)
+                checksum = shard_checksum(*arrays, obs.index)
                 if existing.checksum == checksum:
                     logger.info("shard %r already holds this data; nothing to do", name)
                     return
@@ -208,12 +209,12 @@ class Atlas:
                         "or choose another name."
                     )
             relpath = f"{SHARDS}/{name}.{unique_token()}.zarr"
-            attrs = {"gene_order_sha256": self.manifest.gene_order_sha256, "checksum": checksum, "name": name}
+            attrs = {"gene_order_sha256": self.manifest.gene_order_sha256, "name": name}
             uns = {"sigscan": {"atlas_shard": {"name": name, "source": source.source}}}
             if source.provenance:
                 uns["sigscan"]["attributions"] = {"atlas": _jsonable(source.provenance)}
             partial = relpath + PARTIAL
-            write_shard(self.location, partial, arrays, obs, self.gene_order, attrs, uns)
+            checksum = write_shard(self.location, partial, arrays, obs, self.gene_order, attrs, uns)
             self.location.rename(partial, relpath)
             entry = ShardEntry(
                 name=name,
@@ -340,7 +341,10 @@ class Atlas:
 
     def _columns(self, genes: Any, weights: Sequence[float] | None) -> tuple[np.ndarray, np.ndarray | None]:
         gene_list = as_gene_list(genes)
-        columns = match_genes(gene_list, self.gene_order)
+        columns = self.gene_order.get_indexer(gene_list)
+        if not gene_list or (columns < 0).any():  # absent genes: dropped with the shared warning, or an error
+            columns = match_genes(gene_list, self.gene_order)
+        columns = columns.astype(np.int64)
         if weights is None:
             return columns, None
         weights = np.asarray(weights, dtype=np.float64)
@@ -603,8 +607,6 @@ def _concat(frames: list[pd.DataFrame], key: str | None) -> pd.DataFrame:
         parts = [f[column] for f in frames if column in f.columns]
         if len(parts) == len(frames) and all(isinstance(p.dtype, pd.CategoricalDtype) for p in parts):
             result[column] = pd.api.types.union_categoricals(parts, ignore_order=True)
-    if key is not None and not result.index.is_unique:
-        logger.warning("cell names repeat across shards; the score's index is not unique")
     return result
 
 

@@ -129,7 +129,9 @@ def map_to_gene_order(
     if genes.has_duplicates:
         dup = genes[genes.duplicated()].unique()[:5].tolist()
         raise ValueError(f"{source}: duplicated gene names {dup}; make them unique (adata.var_names_make_unique()).")
-    mapping = gene_order.get_indexer(genes)
+    if genes.equals(gene_order):  # already in the atlas gene order (e.g. data over exactly the model's genes)
+        return matrix
+    mapping = gene_order.get_indexer(genes).astype(np.int32 if len(gene_order) < 2**31 else np.int64)
     n_overlap = int((mapping >= 0).sum())
     if n_overlap == 0:
         raise ValueError(

@@ -80,6 +80,15 @@ class Location:
         else:
             self.fs.pipe_file(self._fs_path(*parts), content)
 
+    def write_file(self, key: str, parts: list) -> None:
+        """Write a file from byte buffers (no atomicity: used inside a shard folder that is not yet committed)."""
+        if self.is_local:
+            with open(self.join(key), "wb") as handle:
+                for part in parts:
+                    handle.write(part)
+        else:
+            self.fs.pipe_file(self._fs_path(key), b"".join(bytes(p) for p in parts))
+
     def rename(self, source: str, target: str) -> None:
         """Move a folder under the root (atomic locally)."""
         if self.is_local:

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -31,15 +34,23 @@ from ._location import Location
 CHUNK = 1 << 22
 #: attribute of the ``X`` group recording what the shard was written for
 ATTRS = "sigscan_atlas"
+_CRC_BLOCK = 1 << 24
 
 
 def shard_checksum(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, obs_names: pd.Index) -> str:
-    """SHA-256 of a shard's CSC arrays (dtype, shape, bytes) and cell names."""
+    """Checksum of a shard's CSC arrays and cell names.
+
+    SHA-256 over each array's dtype and shape, the CRC-32 of every 16 MiB block of its bytes, and the cell names.
+    CRC-32 runs at several GB/s (SHA-256 over the whole bytes would add ~0.5 s per 50,000 cells to ``add`` and
+    ``verify``) and detects any damaged block; the SHA-256 on top makes the value one fixed-size fingerprint.
+    """
     digest = hashlib.sha256()
     for array in (data, indices, indptr):
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
-        digest.update(memoryview(array).cast("B"))
+        raw = memoryview(array).cast("B")
+        crcs = [zlib.crc32(raw[i : i + _CRC_BLOCK]) for i in range(0, len(raw), _CRC_BLOCK)]
+        digest.update(np.asarray(crcs, dtype="<u4").tobytes())
     digest.update(sha256_strings([str(name) for name in obs_names]).encode())
     return digest.hexdigest()
 
@@ -74,34 +85,46 @@ def write_shard(
     gene_order: pd.Index,
     attrs: dict[str, Any],
     uns: dict[str, Any],
-) -> None:
-    """Write a shard (AnnData zarr v2) at ``relpath`` under ``location``."""
+) -> str:
+    """Write a shard (AnnData zarr v2) at ``relpath`` under ``location``; returns its :func:`shard_checksum`.
+
+    The bulk bytes (``X/data``, ``X/indices``) are written by a background thread while this thread writes the
+    metadata and computes the checksum (file writes, CRC-32 and SHA-256 release the GIL).
+    """
     import anndata as ad
     import zarr
 
     data, indices, indptr = arrays
     group = zarr.open_group(location.join(relpath), mode="w", zarr_format=2, storage_options=_options(location))
-    skeleton = ad.AnnData(obs=obs, var=pd.DataFrame(index=pd.Index(gene_order.astype(str), name=None)), uns=uns)
-    for key in ("obs", "var", "uns"):
-        ad.io.write_elem(group, key, getattr(skeleton, key))
-    for key in ("obsm", "varm", "obsp", "varp", "layers"):
-        ad.io.write_elem(group, key, {})
     x = group.create_group("X")
-    config = {"write_empty_chunks": True}
+    chunk_writes = []
     for name, array in (("data", data), ("indices", indices), ("indptr", indptr)):
-        chunks = (min(CHUNK, max(1, len(array))),)
-        target = x.create_array(name, shape=array.shape, dtype=array.dtype, chunks=chunks, compressors=None, config=config)
-        if len(array):
-            target[:] = array
+        n_chunks = max(1, math.ceil(len(array) / CHUNK))
+        chunk = max(1, math.ceil(len(array) / n_chunks))  # equal chunks: the padding of the last one is tiny
+        x.create_array(name, shape=array.shape, dtype=array.dtype, chunks=(chunk,), compressors=None)
+        # uncompressed zarr v2 chunks are the raw little-endian bytes, padded to the full chunk: write them directly
+        # (zarr's own write path costs ~10x more for large arrays)
+        for number, lo in enumerate(range(0, len(array), chunk)):
+            part = array[lo : lo + chunk]
+            padding = bytes((chunk - len(part)) * array.itemsize)
+            chunk_writes.append((f"{relpath}/X/{name}/{number}", [memoryview(part).cast("B"), padding]))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.map(lambda item: location.write_file(*item), chunk_writes)
+        skeleton = ad.AnnData(obs=obs, var=pd.DataFrame(index=pd.Index(gene_order.astype(str), name=None)), uns=uns)
+        for key in ("obs", "var", "uns"):
+            ad.io.write_elem(group, key, getattr(skeleton, key))
+        checksum = shard_checksum(data, indices, indptr, obs.index)
+        list(pending)  # re-raises a failed write
     x.attrs.update(
         {
             "encoding-type": "csc_matrix",
             "encoding-version": "0.1.0",
             "shape": [len(obs), len(gene_order)],
-            ATTRS: attrs,
+            ATTRS: {**attrs, "checksum": checksum},
         }
     )
     group.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
+    return checksum
 
 
 def _options(location: Location) -> dict[str, Any] | None:
