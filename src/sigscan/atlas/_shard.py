@@ -269,6 +269,11 @@ class ShardReader:
 
     def read_columns(self, columns: np.ndarray) -> sparse.csc_matrix:
         """The cells × ``len(columns)`` CSC slice (``columns`` are atlas gene positions, any order)."""
+        data, indices, col_ptr = self.read_column_arrays(columns)
+        return sparse.csc_matrix((data, indices, col_ptr), shape=(self.n_cells, len(columns)))
+
+    def read_column_arrays(self, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(data, indices, indptr)`` of the CSC slice of ``columns``; row numbers are checked to lie in the shard."""
         columns = np.asarray(columns, dtype=np.int64)
         indptr = self.indptr
         starts, stops = indptr[columns], indptr[columns + 1]
@@ -291,7 +296,7 @@ class ShardReader:
         col_ptr = np.r_[0, np.cumsum(lengths)]
         if len(indices) and (indices.min() < 0 or indices.max() >= self.n_cells):
             raise self.error("X/indices holds row numbers outside the shard")
-        return sparse.csc_matrix((data, indices, col_ptr), shape=(self.n_cells, len(columns)))
+        return data, indices, col_ptr
 
     def read_all(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The full CSC arrays (for :meth:`Atlas.verify`)."""
