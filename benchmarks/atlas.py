@@ -27,7 +27,6 @@ import pandas as pd
 from scipy import sparse
 
 import sigscan as ss
-from sigscan.atlas._shard import ShardReader
 
 
 def peak_rss_gb() -> float:
@@ -157,8 +156,10 @@ def main() -> None:
     print(f"# atlas benchmark: {args.cells:,} cells in {args.shards} shards, {os.cpu_count()} CPUs")
     start = time.perf_counter()
     matrix, obs, genes, provenance = pbmc_attributions()
-    print(f"PBMC3k ixg attributions: {matrix.shape[0]} cells, {matrix.nnz / matrix.shape[0]:.0f} non-zeros/cell "
-          f"({time.perf_counter() - start:.1f} s)")
+    print(
+        f"PBMC3k ixg attributions: {matrix.shape[0]} cells, {matrix.nnz / matrix.shape[0]:.0f} non-zeros/cell "
+        f"({time.perf_counter() - start:.1f} s)"
+    )
     per_shard = -(-args.cells // args.shards)
     atlas_path = os.path.join(args.workdir, "atlas")
     atlas = ss.Atlas.create(atlas_path, gene_order=genes)
@@ -180,8 +181,10 @@ def main() -> None:
     rss_build = peak_rss_gb()
     size = disk_size(atlas_path)
     n_cells = atlas.n_cells
-    print(f"build: {n_cells:,} cells, {nnz / 1e6:.1f} M non-zeros in {build_time:.1f} s "
-          f"({nnz / 1e6 / build_time:.1f} M non-zeros/s; resampling the rows, not counted: {resample_time:.1f} s)")
+    print(
+        f"build: {n_cells:,} cells, {nnz / 1e6:.1f} M non-zeros in {build_time:.1f} s "
+        f"({nnz / 1e6 / build_time:.1f} M non-zeros/s; resampling the rows, not counted: {resample_time:.1f} s)"
+    )
     print(f"on disk: {size / 1e9:.2f} GB ({size / nnz:.2f} bytes per non-zero); peak RSS so far {rss_build:.2f} GB")
 
     gene_list = gene_set_99(genes)
@@ -199,20 +202,22 @@ def main() -> None:
         raw_times.append(t1 - t0)
         score_times.append(t2 - t1)
     raw, score = float(np.median(raw_times)), float(np.median(score_times))
-    _, with_obs, full = best_of(lambda: atlas.score(gene_list), 3)
-    print(f"score ({len(gene_list)} genes, {n_cells:,} cells): {score:.3f} s (first call, reading indptr and obs: "
-          f"{first:.3f} s; with all obs columns: {with_obs:.3f} s); mean score {scores['score'].mean():.4f}")
-    print(f"raw read of the selected columns: {raw:.3f} s for {bytes_read / 1e6:.1f} MB "
-          f"({bytes_read / 1e9 / raw:.2f} GB/s)")
+    _, with_obs, _ = best_of(lambda: atlas.score(gene_list), 3)
+    print(
+        f"score ({len(gene_list)} genes, {n_cells:,} cells): {score:.3f} s (first call, reading indptr and obs: "
+        f"{first:.3f} s; with all obs columns: {with_obs:.3f} s); mean score {scores['score'].mean():.4f}"
+    )
+    print(
+        f"raw read of the selected columns: {raw:.3f} s for {bytes_read / 1e6:.1f} MB "
+        f"({bytes_read / 1e9 / raw:.2f} GB/s)"
+    )
     print(f"peak RSS: {peak_rss_gb():.2f} GB (model + attributions + build + score)")
 
     result = {"build_nnz_per_s": nnz / build_time, "score_s": score, "raw_s": raw}
     if args.ref_cells:
-        ref_shards = [name for name in atlas.shard_names]
+        ref_shards = list(atlas.shard_names)
         sizes = atlas.info()["n_cells"].cumsum()
         ref_shards = ref_shards[: int(np.searchsorted(sizes.to_numpy(), args.ref_cells) + 1)]
-        subset = atlas.matrix(genes, shards=ref_shards) if False else None
-        del subset
         # the reference subset: the exact rows of the first shards (regenerated with the same seeds)
         blocks = []
         for index, _ in enumerate(ref_shards):
@@ -240,12 +245,16 @@ def main() -> None:
         ref_scores = np.load(os.path.join(args.workdir, "reference_scores.npy"))
         ours = ours_sub[0]["score"].to_numpy()[:n_ref]
         max_diff = float(np.abs(ours - ref_scores[:n_ref]).max())
-        print(f"reference build (create_tiledb incl. load_npz): {ref['build_s']:.1f} s "
-              f"({ref_nnz / 1e6 / ref['build_s']:.2f} M non-zeros/s), peak RSS {ref['rss_build_gb']:.2f} GB, "
-              f"{ref['size'] / 1e9:.2f} GB on disk")
-        print(f"reference query_attributions ({len(gene_list)} genes, {n_ref:,} cells): {ref['query_s']:.3f} s "
-              f"(first {ref['query_first_s']:.3f} s); sigscan on the same cells: {ours_sub_time:.3f} s; "
-              f"max |score difference| {max_diff:.2e}")
+        print(
+            f"reference build (create_tiledb incl. load_npz): {ref['build_s']:.1f} s "
+            f"({ref_nnz / 1e6 / ref['build_s']:.2f} M non-zeros/s), peak RSS {ref['rss_build_gb']:.2f} GB, "
+            f"{ref['size'] / 1e9:.2f} GB on disk"
+        )
+        print(
+            f"reference query_attributions ({len(gene_list)} genes, {n_ref:,} cells): {ref['query_s']:.3f} s "
+            f"(first {ref['query_first_s']:.3f} s); sigscan on the same cells: {ours_sub_time:.3f} s; "
+            f"max |score difference| {max_diff:.2e}"
+        )
         result.update(
             build_ratio=(nnz / build_time) / (ref_nnz / ref["build_s"]),
             score_ratio=ref["query_s"] / ours_sub_time,

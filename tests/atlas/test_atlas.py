@@ -33,7 +33,9 @@ def atlas(tmp_path, model, pbmc, kang):
 
 
 def test_manifest_and_shard_layout(atlas, model, pbmc):
-    manifest = json.loads((atlas.location.root + "/atlas.json").encode() and open(atlas.location.join("atlas.json")).read())
+    manifest = json.loads(
+        (atlas.location.root + "/atlas.json").encode() and open(atlas.location.join("atlas.json")).read()
+    )
     assert manifest["format_version"] == 1
     assert manifest["model"] == model.name and manifest["method"] == "ixg"
     assert manifest["gene_order_sha256"] == ss._utils.sha256_strings(list(model.gene_order))
@@ -55,7 +57,9 @@ def test_manifest_and_shard_layout(atlas, model, pbmc):
 def test_score_equals_attribution_score(atlas, pbmc, kang, gene_set, agg, weighted):
     weights = np.linspace(0.5, 2.0, len(gene_set)) if weighted else None
     scores = atlas.score(gene_set, agg=agg, weights=weights)
-    expected = np.concatenate([_expected(pbmc, gene_set, agg=agg, weights=weights), _expected(kang, gene_set, agg=agg, weights=weights)])
+    expected = np.concatenate(
+        [_expected(pbmc, gene_set, agg=agg, weights=weights), _expected(kang, gene_set, agg=agg, weights=weights)]
+    )
     assert scores.index.tolist() == pbmc.obs_names.tolist() + kang.obs_names.tolist()
     assert scores["score"].dtype == np.float32
     np.testing.assert_allclose(scores["score"].to_numpy(), expected, rtol=1e-6, atol=1e-7)
@@ -63,7 +67,7 @@ def test_score_equals_attribution_score(atlas, pbmc, kang, gene_set, agg, weight
 
 
 def test_score_drops_absent_genes_with_warning_and_reorders(atlas, pbmc, kang, gene_set):
-    shuffled = gene_set[::-1] + ["NOT_A_GENE"]
+    shuffled = [*gene_set[::-1], "NOT_A_GENE"]
     with pytest.warns(UserWarning, match="NOT_A_GENE"):
         scores = atlas.score(shuffled, columns=[])
     assert list(scores.columns) == ["score"]
@@ -94,7 +98,9 @@ def test_obs_filter_query_and_callable(atlas, pbmc, kang, gene_set):
     # a column only kang has: pbmc shards are skipped with a warning
     stim = atlas.score(gene_set, obs_filter="condition == 'stim'")
     assert len(stim) == (kang.obs["condition"] == "stim").sum()
-    by_callable = atlas.score(gene_set, obs_filter=lambda obs: obs["cell_type"].astype(str).str.startswith("CD4").to_numpy())
+    by_callable = atlas.score(
+        gene_set, obs_filter=lambda obs: obs["cell_type"].astype(str).str.startswith("CD4").to_numpy()
+    )
     assert by_callable.index.tolist() == full.index[full["cell_type"].astype(str).str.startswith("CD4")].tolist()
     with pytest.raises(ValueError, match="one boolean per cell"):
         atlas.score(gene_set, obs_filter=lambda obs: np.ones(3, dtype=bool))
@@ -259,3 +265,18 @@ def test_memory_url(model, pbmc, gene_set):
     scores = ss.Atlas(url).score(gene_set)
     np.testing.assert_allclose(scores["score"].to_numpy(), _expected(pbmc[:100], gene_set), rtol=1e-6, atol=1e-7)
     ss.Atlas(url).verify()
+
+
+def test_compressed_shard_is_read_through_zarr(atlas, pbmc, kang, gene_set):
+    # a shard whose X/data and X/indices another tool rewrote with compression: columns are decoded through zarr
+    import zarr
+
+    before = atlas.score(gene_set)
+    group = zarr.open_group(atlas.location.join(atlas.manifest.shard("kang").path), mode="r+")
+    for key in ("data", "indices"):
+        values = group[f"X/{key}"][:]
+        del group[f"X/{key}"]
+        group["X"].create_array(key, shape=values.shape, dtype=values.dtype, chunks=(1000,))[:] = values
+    assert json.load(open(atlas.location.join(atlas.manifest.shard("kang").path, "X", "data", ".zarray")))["compressor"]
+    pd.testing.assert_frame_equal(ss.Atlas(atlas.location.root).score(gene_set), before)
+    ss.Atlas(atlas.location.root).verify()

@@ -73,3 +73,12 @@ def test_cli_errors(tmp_path, capsys, inputs):
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["atlas", "--help"])
+
+
+def test_cli_verify_reports_damage(tmp_path, capsys, model, pbmc):
+    atlas = ss.Atlas.create(tmp_path / "atlas", model=model)
+    atlas.add(pbmc[:50], name="damaged")
+    chunk = tmp_path / "atlas" / atlas.manifest.shards[0].path / "X" / "indices" / "0"
+    chunk.write_bytes(b"\0" * chunk.stat().st_size)
+    assert main(["atlas", "verify", str(tmp_path / "atlas")]) == 1
+    assert "damaged" in capsys.readouterr().err

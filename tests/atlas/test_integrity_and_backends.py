@@ -60,18 +60,22 @@ def test_killed_add_leaves_previous_atlas(tmp_path, model, pbmc, gene_set, stage
     new = tmp_path / "new.h5ad"
     pbmc[100:].write_h5ad(new)
     flag = tmp_path / "paused"
-    script = textwrap.dedent(
-        f"""
+    script = (
+        textwrap.dedent(
+            f"""
         import time, pathlib
         def pause():
             pathlib.Path({str(flag)!r}).touch()
             time.sleep(120)
         """
-    ) + textwrap.dedent(_STAGES[stage]) + textwrap.dedent(
-        f"""
+        )
+        + textwrap.dedent(_STAGES[stage])
+        + textwrap.dedent(
+            f"""
         import sigscan as ss
         ss.Atlas({str(tmp_path / "atlas")!r}).add({str(new)!r}, name="new")
         """
+        )
     )
     env = {**os.environ, "PYTHONPATH": os.path.abspath(SRC)}
     process = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE)

@@ -324,7 +324,11 @@ class Atlas:
                     raise reader.error("var does not hold the atlas gene order")
                 data, indices, indptr = reader.read_all()
                 obs = reader.obs()
-                if reader.n_cells != entry.n_cells or len(data) != entry.nnz or len(indptr) != self.manifest.n_genes + 1:
+                if (
+                    reader.n_cells != entry.n_cells
+                    or len(data) != entry.nnz
+                    or len(indptr) != self.manifest.n_genes + 1
+                ):
                     raise reader.error(
                         f"shape {reader.shape} with {len(data)} non-zeros, manifest says {entry.n_cells} cells and "
                         f"{entry.nnz} non-zeros"
@@ -416,13 +420,19 @@ class Atlas:
         entries = self._entries(shards)
         task = _ScoreTask(gene_columns, w, agg, obs_filter, None if columns is None else list(columns), key)
         with timed(f"scoring {len(gene_columns)} genes over {len(entries)} shards ({self.n_cells} cells)"):
-            results = self._map(task, entries, backend, n_jobs, progress)
-        frame = _concat([frame for _, frame in results])
-        frame[key] = np.concatenate([scores for scores, _ in results]) if results else np.empty(0, np.float32)
+            scores, frame = self._map(task, entries, backend, n_jobs, progress)
+        absent = [c for c in columns or [] if c not in frame.columns]
+        if absent and entries:
+            raise KeyError(f"obs columns {absent} are in no shard of the selection; available: {list(frame.columns)}.")
+        frame[key] = np.concatenate(scores) if scores else np.empty(0, np.float32)
         return frame
 
     def matrix(
-        self, genes: Sequence[str] | str | os.PathLike, *, shards: Sequence[str] | None = None, obs_filter: ObsFilter = None
+        self,
+        genes: Sequence[str] | str | os.PathLike,
+        *,
+        shards: Sequence[str] | None = None,
+        obs_filter: ObsFilter = None,
     ) -> sparse.csr_matrix:
         """The cells × genes attribution slice (CSR float32), rows in the order of :meth:`score`'s output.
 
@@ -459,27 +469,47 @@ class Atlas:
             return list(self.manifest.shards)
         return [self.manifest.shard(name) for name in shards]
 
-    def _map(self, task: _ScoreTask, entries: list[ShardEntry], backend: Any, n_jobs: int | None, progress: bool) -> list[pd.DataFrame]:
+    def _map(
+        self, task: _ScoreTask, entries: list[ShardEntry], backend: Any, n_jobs: int | None, progress: bool
+    ) -> tuple[list[np.ndarray], pd.DataFrame]:
+        """Run ``task`` on every shard; returns the per-shard scores and the stacked obs rows."""
         if not entries:
-            return []
+            return [], _concat([])
         if backend == "threads":
-            workers = n_jobs or os.cpu_count() or 1
+            workers = min(n_jobs or os.cpu_count() or 1, len(entries))
             readers = [self._reader(e) for e in entries]
-            if workers == 1 or len(readers) == 1:
-                return [task(r) for r in tqdm(readers, disable=not progress, desc="scoring", unit="shard")]
-            with ThreadPoolExecutor(max_workers=min(workers, len(readers))) as pool:
-                return list(tqdm(pool.map(task, readers), total=len(readers), disable=not progress, desc="scoring", unit="shard"))
+            if task.obs_filter is None:
+                # obs rows do not depend on the scores: stack them here while the pool reads and sums columns
+                # (reads and sums release the GIL)
+                task.with_obs = False
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    pending = pool.map(task, readers)
+                    frame = _concat([task.select(reader.obs()) for reader in readers])
+                    results = list(tqdm(pending, total=len(readers), disable=not progress, desc="scoring", unit="shard"))
+                return [scores for scores, _ in results], frame
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                results = list(
+                    tqdm(pool.map(task, readers), total=len(readers), disable=not progress, desc="scoring", unit="shard")
+                )
+            return [scores for scores, _ in results], _concat([frame for _, frame in results])
+        return self._map_dask(task, entries, backend)
+
+    def _map_dask(
+        self, task: _ScoreTask, entries: list[ShardEntry], backend: Any
+    ) -> tuple[list[np.ndarray], pd.DataFrame]:
         url, options = self.location.url, self.location.storage_options
         manifest = self.manifest
         if backend == "dask":
             import dask
 
             delayed = [dask.delayed(_score_remote)(task, url, options, e, manifest) for e in entries]
-            return list(dask.compute(*delayed))
-        if hasattr(backend, "submit") and hasattr(backend, "gather"):
+            results = list(dask.compute(*delayed))
+        elif hasattr(backend, "submit") and hasattr(backend, "gather"):
             futures = [backend.submit(_score_remote, task, url, options, e, manifest, pure=False) for e in entries]
-            return backend.gather(futures)
-        raise ValueError(f"Unknown backend {backend!r}; use 'threads', 'dask' or a dask.distributed.Client.")
+            results = backend.gather(futures)
+        else:
+            raise ValueError(f"Unknown backend {backend!r}; use 'threads', 'dask' or a dask.distributed.Client.")
+        return [scores for scores, _ in results], _concat([frame for _, frame in results])
 
     # --- import --------------------------------------------------------------------------------------------------
 
@@ -541,21 +571,36 @@ class Atlas:
 class _ScoreTask:
     """Score one shard (picklable, so it can run as a dask task)."""
 
-    def __init__(self, columns: np.ndarray, weights: np.ndarray | None, agg: str, obs_filter: ObsFilter, obs_columns: list[str] | None, key: str):
+    def __init__(
+        self,
+        columns: np.ndarray,
+        weights: np.ndarray | None,
+        agg: str,
+        obs_filter: ObsFilter,
+        obs_columns: list[str] | None,
+        key: str,
+    ):
         order = np.argsort(columns, kind="stable")  # ascending columns → ascending byte ranges
         self.columns = columns[order]
         w = np.ones(len(columns)) if weights is None else weights
         self.weights = np.asarray(w, dtype=np.float64)[order]
         self.denominator = self.weights.sum() if agg == "mean" else 1.0
         self.obs_filter, self.obs_columns, self.key = obs_filter, obs_columns, key
+        #: whether the task also returns the shard's (filtered) obs rows
+        self.with_obs = True
 
-    def __call__(self, reader: ShardReader) -> tuple[np.ndarray, pd.DataFrame]:
+    def select(self, obs: pd.DataFrame) -> pd.DataFrame:
+        """The requested obs columns (those the shard has)."""
+        return obs if self.obs_columns is None else obs[[c for c in self.obs_columns if c in obs.columns]]
+
+    def __call__(self, reader: ShardReader) -> tuple[np.ndarray, pd.DataFrame | None]:
         data, indices, col_ptr = reader.read_column_arrays(self.columns)
         totals = weighted_column_sums(data, indices, col_ptr, self.weights, reader.n_cells)
         scores = (totals / self.denominator).astype(np.float32)
-        obs = reader.obs()
+        if not self.with_obs:
+            return scores, None
         mask = _filter_mask(reader, self.obs_filter)
-        frame = obs if self.obs_columns is None else obs[[c for c in self.obs_columns if c in obs.columns]]
+        frame = self.select(reader.obs())
         if mask is not None:
             frame, scores = frame[mask], scores[mask]
         return scores, frame
@@ -584,7 +629,9 @@ def _filter_mask(reader: ShardReader, obs_filter: ObsFilter) -> np.ndarray | Non
         try:
             mask = obs.eval(obs_filter)
         except pd.errors.UndefinedVariableError as error:
-            logger.warning("shard %r: obs_filter %r cannot be evaluated (%s); skipping the shard", reader.name, obs_filter, error)
+            logger.warning(
+                "shard %r: obs_filter %r cannot be evaluated (%s); skipping the shard", reader.name, obs_filter, error
+            )
             return np.zeros(len(obs), dtype=bool)
     elif callable(obs_filter):
         mask = obs_filter(obs)
@@ -608,7 +655,8 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(index=pd.Index([], dtype=object))
     frames = [f for f in frames if len(f)] or frames[:1]
-    index = pd.Index(np.concatenate([f.index.to_numpy() for f in frames]), copy=False)
+    values = np.concatenate([f.index.to_numpy() for f in frames])
+    index = pd.Index(values, dtype=object if values.dtype == object else None, copy=False)
     names = list(dict.fromkeys(c for f in frames for c in f.columns))
     columns = {}
     for name in names:

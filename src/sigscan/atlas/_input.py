@@ -37,7 +37,9 @@ def _pick_key(recorded: dict[str, Any], layers: list[str], layer: str | None, ha
         raise KeyError(f"{where}: layer {layer!r} not found; layers present: {layers}.")
     present = [k for k in recorded if k in layers] or [k for k in layers if k.startswith("attr_")]
     if len(present) > 1:
-        raise ValueError(f"{where}: several attribution layers present ({', '.join(present)}); pass layer= to pick one.")
+        raise ValueError(
+            f"{where}: several attribution layers present ({', '.join(present)}); pass layer= to pick one."
+        )
     if present:
         return present[0]
     if recorded and has_x:
@@ -60,7 +62,11 @@ def read_input(data: Any, layer: str | None, obs_columns: list[str] | None) -> A
     recorded = dict(data.uns.get("sigscan", {}).get("attributions", {}))
     key = _pick_key(recorded, list(data.layers), layer, data.X is not None, "adata")
     matrix = data.X if key is None else data.layers[key]
-    provenance = dict(recorded.get(key, {})) if key is not None else (next(iter(recorded.values())) if len(recorded) == 1 else {})
+    provenance = (
+        dict(recorded.get(key, {}))
+        if key is not None
+        else (next(iter(recorded.values())) if len(recorded) == 1 else {})
+    )
     return AttributionInput(
         matrix=as_csr_float32(matrix),
         genes=pd.Index(data.var_names.astype(str)),
@@ -152,6 +158,7 @@ def map_to_gene_order(
             )
         kept = np.r_[0, np.cumsum(~outside)]
         return sparse.csr_matrix(
-            (matrix.data[~outside], new_columns[~outside], kept[matrix.indptr]), shape=(matrix.shape[0], len(gene_order))
+            (matrix.data[~outside], new_columns[~outside], kept[matrix.indptr]),
+            shape=(matrix.shape[0], len(gene_order)),
         )
     return sparse.csr_matrix((matrix.data, new_columns, matrix.indptr), shape=(matrix.shape[0], len(gene_order)))

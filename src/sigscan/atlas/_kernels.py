@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def _column_sums_numpy(data: np.ndarray, indices: np.ndarray, col_ptr: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
+def _column_sums_numpy(
+    data: np.ndarray, indices: np.ndarray, col_ptr: np.ndarray, weights: np.ndarray, out: np.ndarray
+) -> None:
     from scipy import sparse
 
     out += sparse.csc_matrix((data, indices, col_ptr), shape=(len(out), len(weights))) @ weights
@@ -25,7 +27,9 @@ except ImportError:  # pragma: no cover - numba comes with scanpy
     _column_sums_numba = None
 
 
-def weighted_column_sums(data: np.ndarray, indices: np.ndarray, col_ptr: np.ndarray, weights: np.ndarray, n_rows: int) -> np.ndarray:
+def weighted_column_sums(
+    data: np.ndarray, indices: np.ndarray, col_ptr: np.ndarray, weights: np.ndarray, n_rows: int
+) -> np.ndarray:
     """``Σ_j w_j · A[:, j]`` for a CSC slice ``(data, indices, col_ptr)`` with ``n_rows`` rows, in float64.
 
     The same sums as ``csc_matrix(...) @ weights`` (float64 accumulation, as :func:`sigscan.tl.attribution_score`),

@@ -218,7 +218,11 @@ class ShardReader:
             layout = None
             try:
                 meta = json.loads(self.location.read_bytes(self.relpath, "X", key, ".zarray"))
-                if meta.get("compressor") is None and not meta.get("filters") and meta.get("dimension_separator", ".") in (".", "/"):
+                if (
+                    meta.get("compressor") is None
+                    and not meta.get("filters")
+                    and meta.get("dimension_separator", ".") in (".", "/")
+                ):
                     layout = (np.dtype(meta["dtype"]), int(meta["chunks"][0]))
             except FileNotFoundError:
                 layout = None
@@ -257,9 +261,7 @@ class ShardReader:
                 lo = (starts[group] - c * chunk) * itemsize
                 hi = (stops[group] - c * chunk) * itemsize
                 size = int((hi - lo).sum())
-                self.location.read_ranges(
-                    f"{self.relpath}/X/{key}/{c}", lo, hi, buffer[position : position + size]
-                )
+                self.location.read_ranges(f"{self.relpath}/X/{key}/{c}", lo, hi, buffer[position : position + size])
                 position += size
             return out
         except ShardError:
@@ -291,7 +293,11 @@ class ShardReader:
             sorted_ptr = np.r_[0, np.cumsum(lengths[order])]
             position = np.empty(len(columns), dtype=np.int64)
             position[order] = sorted_ptr[:-1]
-            take = np.concatenate([np.arange(p, p + n) for p, n in zip(position, lengths, strict=True)]) if len(columns) else np.empty(0, np.int64)
+            take = (
+                np.concatenate([np.arange(p, p + n) for p, n in zip(position, lengths, strict=True)])
+                if len(columns)
+                else np.empty(0, np.int64)
+            )
             data, indices = data[take], indices[take]
         col_ptr = np.r_[0, np.cumsum(lengths)]
         if len(indices) and (indices.min() < 0 or indices.max() >= self.n_cells):

@@ -128,9 +128,7 @@ def run_score(args: argparse.Namespace) -> int:
 
     genes = read_gene_file(args.genes)
     atlas = Atlas(args.dir)
-    scores = atlas.score(
-        genes, agg=args.agg, obs_filter=args.filter, columns=args.columns, key=args.key, progress=True
-    )
+    scores = atlas.score(genes, agg=args.agg, obs_filter=args.filter, columns=args.columns, key=args.key, progress=True)
     scores.index.name = scores.index.name or "cell"
     scores.to_csv(args.out)
     print(f"wrote {len(scores)} scores to {args.out}")
