@@ -193,7 +193,7 @@ def main() -> None:
     first, _, scores = best_of(lambda: atlas.score(gene_list, columns=[]), 1)
     bytes_read = raw_read(atlas, columns)
     raw_times, score_times = [], []
-    for _ in range(5):  # interleaved, so both see the same page-cache state
+    for _ in range(9):  # interleaved, so both see the same page-cache state
         t0 = time.perf_counter()
         raw_read(atlas, columns)
         t1 = time.perf_counter()

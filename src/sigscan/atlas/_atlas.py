@@ -485,11 +485,15 @@ class Atlas:
                 with ThreadPoolExecutor(max_workers=workers) as pool:
                     pending = pool.map(task, readers)
                     frame = _concat([task.select(reader.obs()) for reader in readers])
-                    results = list(tqdm(pending, total=len(readers), disable=not progress, desc="scoring", unit="shard"))
+                    results = list(
+                        tqdm(pending, total=len(readers), disable=not progress, desc="scoring", unit="shard")
+                    )
                 return [scores for scores, _ in results], frame
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 results = list(
-                    tqdm(pool.map(task, readers), total=len(readers), disable=not progress, desc="scoring", unit="shard")
+                    tqdm(
+                        pool.map(task, readers), total=len(readers), disable=not progress, desc="scoring", unit="shard"
+                    )
                 )
             return [scores for scores, _ in results], _concat([frame for _, frame in results])
         return self._map_dask(task, entries, backend)
@@ -550,13 +554,7 @@ class Atlas:
         )
 
     def _add_arrays(
-        self,
-        matrix: sparse.csr_matrix,
-        obs: pd.DataFrame,
-        *,
-        name: str,
-        provenance: dict[str, Any],
-        source: str,
+        self, matrix: sparse.csr_matrix, obs: pd.DataFrame, *, name: str, provenance: dict[str, Any]
     ) -> None:
         """Add a CSR matrix already in the atlas gene order (used by importers)."""
         import anndata as ad

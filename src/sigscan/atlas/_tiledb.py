@@ -112,6 +112,6 @@ def from_signature_tiledb(
                 vals = np.asarray(result[attr_name], dtype=np.float32)
                 matrix = sparse.csr_matrix((vals, (rows, cols)), shape=(hi - lo, len(gene_order)))
                 shard_name = name if len(starts) == 1 else f"{name}-{number}"
-                provenance = {"method": method, "source": "signature_tiledb"} if method else {}
-                atlas._add_arrays(matrix, obs.iloc[lo:hi], name=shard_name, provenance=provenance, source=str(uri))
+                provenance = {"method": method, "source": f"SIGnature TileDB {uri}"} if method else {}
+                atlas._add_arrays(matrix, obs.iloc[lo:hi], name=shard_name, provenance=provenance)
     return atlas
