@@ -16,7 +16,6 @@ from .._gene_sets import as_gene_list, match_genes
 from .._logging import logger, timed
 from .._utils import sha256_strings
 from ._input import map_to_gene_order, read_input
-from ._kernels import weighted_column_sums
 from ._location import Location, unique_token
 from ._manifest import GENE_ORDER, MANIFEST, Manifest, ShardEntry, read_manifest, write_manifest
 from ._shard import ShardError, ShardReader, compact_obs, shard_checksum, to_csc, write_shard
@@ -592,8 +591,7 @@ class _ScoreTask:
         return obs if self.obs_columns is None else obs[[c for c in self.obs_columns if c in obs.columns]]
 
     def __call__(self, reader: ShardReader) -> tuple[np.ndarray, pd.DataFrame | None]:
-        data, indices, col_ptr = reader.read_column_arrays(self.columns)
-        totals = weighted_column_sums(data, indices, col_ptr, self.weights, reader.n_cells)
+        totals = reader.column_sums(self.columns, self.weights)
         scores = (totals / self.denominator).astype(np.float32)
         if not self.with_obs:
             return scores, None
