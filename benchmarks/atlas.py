@@ -33,6 +33,19 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kB on Linux
 
 
+def rss_breakdown() -> str:
+    """Current anonymous vs file-backed resident memory (Linux), to tell allocations from mapped page cache."""
+    try:
+        fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    except OSError:
+        return "n/a"
+    gb = {k: int(fields[k].split()[0]) / 1e6 for k in ("RssAnon", "RssFile", "VmHWM") if k in fields}
+    return (
+        f"now {gb.get('RssAnon', 0):.2f} GB anonymous + {gb.get('RssFile', 0):.2f} GB file-backed "
+        "(shard pages mapped from the page cache: shared, clean, reclaimable)"
+    )
+
+
 def disk_size(path: str) -> int:
     total = 0
     for root, _, files in os.walk(path):
@@ -211,7 +224,7 @@ def main() -> None:
         f"raw read of the selected columns: {raw:.3f} s for {bytes_read / 1e6:.1f} MB "
         f"({bytes_read / 1e9 / raw:.2f} GB/s)"
     )
-    print(f"peak RSS: {peak_rss_gb():.2f} GB (model + attributions + build + score)")
+    print(f"peak RSS: {peak_rss_gb():.2f} GB (model + attributions + build + score); {rss_breakdown()}")
 
     result = {"build_nnz_per_s": nnz / build_time, "score_s": score, "raw_s": raw}
     if args.ref_cells:
