@@ -4,10 +4,11 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import datasets, models, pl, pp, tl
 from ._gene_sets import read_gmt
+from .atlas import Atlas
 
 try:
     __version__ = version("sigscan")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["datasets", "models", "pl", "pp", "read_gmt", "tl"]
+__all__ = ["Atlas", "datasets", "models", "pl", "pp", "read_gmt", "tl"]

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 #: modules that register sub-commands, in the order ``--help`` lists them
-_COMMAND_MODULES = ("_demo", "_attributions", "_score")
+_COMMAND_MODULES = ("_demo", "_attributions", "_score", "_atlas")
 
 _USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, TypeError, PermissionError)
 
