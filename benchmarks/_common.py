@@ -17,7 +17,17 @@ N_MODEL_GENES = 28_231
 
 
 def peak_rss_gb() -> float:
-    """Peak resident memory of this process (GB)."""
+    """Peak resident memory of this process (GB): ``VmHWM`` of its own address space.
+
+    ``getrusage``'s ``ru_maxrss`` is not used: on Linux it carries the parent's high-water mark across fork + exec.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024**2
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 

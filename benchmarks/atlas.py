@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,9 +28,8 @@ from scipy import sparse
 
 import sigscan as ss
 
-
-def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kB on Linux
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import peak_rss_gb
 
 
 def rss_breakdown() -> str:

@@ -211,7 +211,10 @@ def main() -> None:
         notes = []
         if "min_pearson" in row:
             notes.append(
-                f"vs reference: min per-cell Pearson {row['min_pearson']:.6f}, max |diff| {row['max_abs_diff']:.2e}"
+                f"vs reference: min per-cell Pearson {row['min_pearson']:.6f}, max |diff| {row['max_abs_diff']:.2e}, "
+                f"{100 * row['cells_within_1e-3']:.1f}% of cells within 1e-3; float64 oracle on the "
+                f"{row['oracle_cells']} most different cells: max |diff| sigscan {row['oracle_max_diff_sigscan']:.1e}, "
+                f"reference {row['oracle_max_diff_reference']:.1e}"
             )
         if "fraction_of_flop_limit" in row:
             notes.append(

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 import sigscan as ss
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import peak_rss_gb
 
 N_GENES = 1200
 
@@ -58,7 +62,7 @@ def scgpt_row(
         row[f"{method}_cells_per_s"] = round(n_cells / seconds, 4)
         total = np.asarray(cells.layers[f"attr_scgpt_{method}"].sum(axis=1)).ravel()
         assert np.allclose(total, 1000, rtol=1e-3), total
-    row["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)
+    row["peak_rss_gb"] = round(peak_rss_gb(), 2)
     return row
 
 

@@ -12,21 +12,20 @@ pyucell (Pearson >= 0.999) and scanpy (identical), and peak RSS (< 4 GB at 100,0
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import peak_rss_gb
 
 ANS_PACKAGE_JASMINE_S = 3.8
 ANS_PACKAGE_ANS_S = 0.18
 METHODS = ("mean", "scanpy", "ans", "jasmine", "ucell", "aucell", "attribution")
-
-
-def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def best_of(func, repeats: int) -> float:
