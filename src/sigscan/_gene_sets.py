@@ -116,3 +116,29 @@ def match_genes(
     first = pd.Series(np.arange(len(var_names)), index=var_names)
     first = first[~first.index.duplicated()]
     return first.loc[present].to_numpy(dtype=np.int64)
+
+
+def match_weighted_genes(
+    genes: str | os.PathLike | Iterable[str],
+    var_names: pd.Index,
+    weights: Iterable[float] | None = None,
+    *,
+    set_name: str = "gene set",
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Column positions of a gene set (as :func:`match_genes`) and, if given, the weights of the genes kept.
+
+    ``weights`` align with the set's genes (after duplicates are collapsed); they must be finite and must not sum
+    to zero.
+    """
+    gene_list = as_gene_list(genes)
+    columns = match_genes(gene_list, var_names, set_name=set_name)
+    if weights is None:
+        return columns, None
+    weights = np.asarray(list(weights), dtype=np.float64)
+    if len(weights) != len(gene_list):
+        raise ValueError(f"weights has {len(weights)} entries but the gene set has {len(gene_list)} genes.")
+    by_gene = dict(zip(gene_list, weights, strict=True))
+    kept = np.array([by_gene[g] for g in pd.Index(var_names)[columns]])
+    if not np.isfinite(kept).all() or kept.sum() == 0:
+        raise ValueError("weights must be finite and must not sum to zero.")
+    return columns, kept

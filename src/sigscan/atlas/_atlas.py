@@ -12,7 +12,7 @@ import pandas as pd
 from scipy import sparse
 from tqdm.auto import tqdm
 
-from .._gene_sets import as_gene_list, match_genes
+from .._gene_sets import match_weighted_genes
 from .._logging import logger, timed
 from .._utils import sha256_strings
 from ._input import map_to_gene_order, read_input
@@ -344,21 +344,7 @@ class Atlas:
         return report
 
     def _columns(self, genes: Any, weights: Sequence[float] | None) -> tuple[np.ndarray, np.ndarray | None]:
-        gene_list = as_gene_list(genes)
-        columns = self.gene_order.get_indexer(gene_list)
-        if not gene_list or (columns < 0).any():  # absent genes: dropped with the shared warning, or an error
-            columns = match_genes(gene_list, self.gene_order)
-        columns = columns.astype(np.int64)
-        if weights is None:
-            return columns, None
-        weights = np.asarray(weights, dtype=np.float64)
-        if len(weights) != len(gene_list):
-            raise ValueError(f"weights has {len(weights)} entries but the gene set has {len(gene_list)} genes.")
-        by_gene = dict(zip(gene_list, weights, strict=True))
-        w = np.array([by_gene[g] for g in self.gene_order[columns]])
-        if not np.isfinite(w).all() or w.sum() == 0:
-            raise ValueError("weights must be finite and must not sum to zero.")
-        return columns, w
+        return match_weighted_genes(genes, self.gene_order, weights)
 
     def score(
         self,

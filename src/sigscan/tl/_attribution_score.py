@@ -10,7 +10,7 @@ import numpy as np
 from scipy import sparse
 
 from .._docs import doc_adata, doc_copy, doc_gene_set, doc_params
-from .._gene_sets import as_gene_list, match_genes
+from .._gene_sets import match_weighted_genes
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -92,16 +92,6 @@ def attribution_score(
     """
     adata = adata.copy() if copy else adata
     key = attribution_layer(adata, layer)
-    gene_list = as_gene_list(genes)
-    columns = match_genes(gene_list, adata.var_names)
-    w = None
-    if weights is not None:
-        weights = np.asarray(weights, dtype=np.float64)
-        if len(weights) != len(gene_list):
-            raise ValueError(f"weights has {len(weights)} entries but the gene set has {len(gene_list)} genes.")
-        by_gene = dict(zip(gene_list, weights, strict=True))
-        w = np.array([by_gene[g] for g in adata.var_names[columns]])
-        if not np.isfinite(w).all() or w.sum() == 0:
-            raise ValueError("weights must be finite and must not sum to zero.")
+    columns, w = match_weighted_genes(genes, adata.var_names, weights)
     adata.obs[key_added] = gene_set_mean(adata.layers[key], columns, agg=agg, weights=w).astype(np.float32)
     return adata if copy else None
