@@ -74,7 +74,7 @@ class AffineChain:
 
 
 class _Unsupported(Exception):
-    pass
+    """A module the chain cannot fold: the engine falls back to autograd."""
 
 
 def _affine_of(
