@@ -20,7 +20,7 @@ from scipy import sparse
 from torch import nn
 
 from ..models._base import AttributionModel, FirstLinear
-from ._kernels import sampled_rowdot, sparse_dense_mm
+from ._kernels import GeneMajor, sampled_rowdot, sparse_dense_mm
 from ._mlp import chain_embedding, chain_hidden_gradient, compile_chain
 
 Method = Literal["ig", "dl", "ixg"]
@@ -169,10 +169,10 @@ class FastPath:
             compile_chain(list(split.modules), split.bias, split.weight[:, 0]) if split.modules is not None else None
         )
 
-    def _first_layer(self, x: sparse.csr_matrix) -> torch.Tensor:
+    def _first_layer(self, x: sparse.csr_matrix, by_gene: GeneMajor | None) -> torch.Tensor:
         """``u = x Wᵀ`` (no bias) from the sparse input: cost ∝ non-zeros."""
-        if self.weight_t_numpy is not None:
-            return torch.from_numpy(sparse_dense_mm(x, self.weight_t_numpy))
+        if by_gene is not None:
+            return torch.from_numpy(sparse_dense_mm(by_gene, x.shape[0], self.weight_t_numpy))
         if x.nnz == 0:
             return torch.zeros(x.shape[0], self.weight_t.shape[1], device=self.device)
         return torch.sparse.mm(_csr_tensor(x, self.device), self.weight_t)
@@ -202,9 +202,10 @@ class FastPath:
 
     def __call__(self, x: sparse.csr_matrix, *, method: str, n_steps: int) -> sparse.csr_matrix:
         """Signed attributions with the sparsity of ``x``."""
-        hidden = self.hidden_gradient(self._first_layer(x), method=method, n_steps=n_steps)
-        if self.weight_t_numpy is not None:
-            dots = sampled_rowdot(x, hidden.numpy(), self.weight_t_numpy)
+        by_gene = GeneMajor.from_csr(x) if self.weight_t_numpy is not None else None
+        hidden = self.hidden_gradient(self._first_layer(x, by_gene), method=method, n_steps=n_steps)
+        if by_gene is not None:
+            dots = sampled_rowdot(by_gene, hidden.numpy(), self.weight_t_numpy)
         else:
             dots = _sampled_rowdot(x, hidden, self.weight_t)
         values = x.data * dots

@@ -1,14 +1,68 @@
-"""Compiled kernels for the fast path (numba)."""
+"""Compiled kernels for the fast path (numba).
+
+Both kernels walk a batch gene by gene (:class:`GeneMajor`): each row of the first-layer weights is read once per
+batch and applied to every cell expressing that gene, while the cells' rows stay in cache. Row-by-row traversal
+would read one weight row per non-zero instead.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numba
 import numpy as np
 from scipy import sparse
 
+_BLOCK = 64  # hidden units per task of the first-layer kernel
+
+
+@dataclass(frozen=True)
+class GeneMajor:
+    """The non-zeros of a CSR batch grouped by gene.
+
+    For gene ``j``, entries ``col_ptr[j]:col_ptr[j + 1]`` give the cell (``rows``), the position in the CSR arrays
+    (``positions``) and the value (``values``).
+    """
+
+    col_ptr: np.ndarray
+    rows: np.ndarray
+    positions: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def from_csr(cls, x: sparse.csr_matrix) -> GeneMajor:
+        by_gene = sparse.csr_matrix((np.arange(x.nnz, dtype=np.int64), x.indices, x.indptr), shape=x.shape).tocsc()
+        positions = by_gene.data
+        return cls(
+            by_gene.indptr.astype(np.int64),
+            by_gene.indices.astype(np.int64),
+            positions,
+            x.data.astype(np.float32, copy=False)[positions],
+        )
+
 
 @numba.njit(parallel=True, fastmath=True, cache=True)
-def _sddmm_by_gene(col_ptr, col_rows, col_pos, hidden, weight_t, out):  # pragma: no cover - compiled
+def _first_layer(col_ptr, rows, values, weight_t, out):  # pragma: no cover - compiled
+    n_genes = col_ptr.shape[0] - 1
+    n_hidden = weight_t.shape[1]
+    n_blocks = (n_hidden + _BLOCK - 1) // _BLOCK
+    for block in numba.prange(n_blocks):  # disjoint hidden units: no write conflicts
+        lo = block * _BLOCK
+        hi = min(n_hidden, lo + _BLOCK)
+        for j in range(n_genes):
+            start, stop = col_ptr[j], col_ptr[j + 1]
+            if start == stop:
+                continue
+            w = weight_t[j]
+            for p in range(start, stop):
+                value = values[p]
+                row = out[rows[p]]
+                for t in range(lo, hi):
+                    row[t] += value * w[t]
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def _gene_dots(col_ptr, rows, positions, hidden, weight_t, out):  # pragma: no cover - compiled
     n_genes = col_ptr.shape[0] - 1
     n_hidden = hidden.shape[1]
     for j in numba.prange(n_genes):
@@ -17,51 +71,26 @@ def _sddmm_by_gene(col_ptr, col_rows, col_pos, hidden, weight_t, out):  # pragma
             continue
         w = weight_t[j]
         for p in range(start, stop):
-            h = hidden[col_rows[p]]
+            h = hidden[rows[p]]
             acc = np.float32(0.0)
             for t in range(n_hidden):
                 acc += h[t] * w[t]
-            out[col_pos[p]] = acc
+            out[positions[p]] = acc
 
 
-def sampled_rowdot(x: sparse.csr_matrix, hidden: np.ndarray, weight_t: np.ndarray) -> np.ndarray:
-    """For every non-zero (i, j) of ``x``, in CSR order: ``hidden[i] · weight_t[j]``.
-
-    Works gene by gene (each row of ``weight_t`` is read once per batch, the cells' ``hidden`` rows stay in cache),
-    so the cost is ``nnz × hidden`` multiply-adds and the cells × genes product is never formed.
-    """
-    out = np.empty(x.nnz, dtype=np.float32)
-    if x.nnz == 0:
-        return out
-    positions = sparse.csr_matrix(
-        (np.arange(x.nnz, dtype=np.int64), x.indices, x.indptr), shape=x.shape
-    ).tocsc()  # data: CSR position of each non-zero, grouped by gene
-    _sddmm_by_gene(
-        positions.indptr.astype(np.int64),
-        positions.indices.astype(np.int64),
-        positions.data,
-        np.ascontiguousarray(hidden, dtype=np.float32),
-        weight_t,
-        out,
-    )
+def sparse_dense_mm(batch: GeneMajor, n_cells: int, weight_t: np.ndarray) -> np.ndarray:
+    """``x @ weight_t`` for the batch ``x`` (cells × genes) and dense ``weight_t`` (genes × hidden)."""
+    out = np.zeros((n_cells, weight_t.shape[1]), dtype=np.float32)
+    if len(batch.rows):
+        _first_layer(batch.col_ptr, batch.rows, batch.values, weight_t, out)
     return out
 
 
-@numba.njit(parallel=True, fastmath=True, cache=True)
-def _spmm_rows(indptr, indices, data, weight_t, out):  # pragma: no cover - compiled
-    n_hidden = weight_t.shape[1]
-    for i in numba.prange(indptr.shape[0] - 1):
-        acc = out[i]
-        for p in range(indptr[i], indptr[i + 1]):
-            value = data[p]
-            w = weight_t[indices[p]]
-            for t in range(n_hidden):
-                acc[t] += value * w[t]
-
-
-def sparse_dense_mm(x: sparse.csr_matrix, weight_t: np.ndarray) -> np.ndarray:
-    """``x @ weight_t`` for CSR ``x`` (cells × genes) and dense ``weight_t`` (genes × hidden), parallel over cells."""
-    out = np.zeros((x.shape[0], weight_t.shape[1]), dtype=np.float32)
-    if x.nnz:
-        _spmm_rows(x.indptr, x.indices, x.data.astype(np.float32, copy=False), weight_t, out)
+def sampled_rowdot(batch: GeneMajor, hidden: np.ndarray, weight_t: np.ndarray) -> np.ndarray:
+    """For every non-zero (i, j) of the batch, in CSR order: ``hidden[i] · weight_t[j]`` (cost ∝ non-zeros)."""
+    out = np.empty(len(batch.rows), dtype=np.float32)
+    if len(batch.rows):
+        _gene_dots(
+            batch.col_ptr, batch.rows, batch.positions, np.ascontiguousarray(hidden, dtype=np.float32), weight_t, out
+        )
     return out
