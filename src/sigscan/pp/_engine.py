@@ -188,7 +188,8 @@ class FastPath:
             alphas, sizes = (torch.as_tensor(v, dtype=u.dtype, device=u.device) for v in gauss_legendre(n_steps))
         else:
             alphas = sizes = torch.ones(1, dtype=u.dtype, device=u.device)
-        w = chain_embedding(self.chain, u, self.normalize)
+        # point methods evaluate the chain at the cell itself: its forward pass gives the head's weights too
+        w = chain_embedding(self.chain, u, self.normalize) if method == "ig" else None
         return chain_hidden_gradient(
             self.chain,
             u,

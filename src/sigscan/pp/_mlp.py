@@ -226,7 +226,7 @@ def chain_embedding(chain: AffineChain, u: torch.Tensor, normalize: bool) -> tor
 def chain_hidden_gradient(
     chain: AffineChain,
     u: torch.Tensor,
-    w: torch.Tensor,
+    w: torch.Tensor | None,
     *,
     alphas: torch.Tensor,
     step_sizes: torch.Tensor,
@@ -238,6 +238,8 @@ def chain_hidden_gradient(
 
     IG: ``Σ_steps step_size · ∂s/∂u(α·u)``; IxG: the gradient at ``α = 1``; DL: the DeepLIFT multiplier.
     ``u = x Wᵀ`` without bias (cells × hidden). Steps are processed ``max_rows // cells`` at a time as one block.
+    ``w`` (the head's weights, the cell's own embedding) may be ``None`` when the only step is ``α = 1``: it is then
+    taken from that step's forward pass.
     """
     n, width = u.shape
     first = chain.stages[0]
@@ -254,6 +256,10 @@ def chain_hidden_gradient(
         z = workspace(("z", 0), (k, n, width), u)
         torch.addcmul(first.bias, a.view(k, 1, 1), scaled_u.unsqueeze(0), out=z)
         e, slopes, _ = _forward_from(chain, z.view(k * n, width), reference, workspace)
+        if w is None:
+            if k != 1 or float(a[0]) != 1.0:
+                raise ValueError("the head's weights are needed unless the only step is alpha = 1")
+            w = F.normalize(e, p=2, dim=1) if normalize else e.clone()
         grad = _head_gradient(e.view(k, n, -1), w, normalize)
         grad.mul_(step_sizes[start : start + per_call].view(k, 1, 1))
         first_grad = _backward_to_first(chain, grad.view(k * n, -1), slopes, workspace)
