@@ -106,10 +106,11 @@ def _load_scvi(path: Path) -> Any:
 
     if not (path / "model.pt").exists():
         raise FileNotFoundError(f"{path} holds no model.pt: point to the folder an scVI model was saved to.")
-    _, var_names, _, _ = _load_saved_files(str(path), load_adata=False, map_location="cpu")
     verbosity = scvi.settings.verbosity
-    scvi.settings.verbosity = logging.WARNING
+    scvi.settings.verbosity = logging.WARNING  # scvi logs "already downloaded" for local files
     try:
+        # scvi keeps no gene names on a model loaded without AnnData: read them from the saved file
+        _, var_names, _, _ = _load_saved_files(str(path), load_adata=False, map_location="cpu")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             model = scvi.model.SCVI.load(str(path), adata=None, accelerator="cpu")
