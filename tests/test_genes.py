@@ -92,9 +92,12 @@ def test_to_model_and_back():
     counts = sparse.csr_matrix(np.arange(15, dtype=np.float32).reshape(3, 5))
     model_space = alignment.to_model(counts).toarray()
     np.testing.assert_array_equal(model_space, counts.toarray()[:, [3, 0, 0, 4]] * [1, 0, 1, 1])
-    np.testing.assert_array_equal(
-        (counts @ alignment.selection_matrix()).toarray(), model_space
-    )  # the selection matrix is the same map
+    rows = np.flatnonzero(alignment.data_to_model >= 0)  # a 0/1 selection matrix is the same map
+    selection = sparse.csr_matrix(
+        (np.ones(len(rows), dtype=np.float32), (rows, alignment.data_to_model[rows])),
+        shape=(len(alignment.data_to_model), alignment.n_model_genes),
+    )
+    np.testing.assert_array_equal((counts @ selection).toarray(), model_space)
     back = alignment.to_data(sparse.csr_matrix(model_space)).toarray()
     np.testing.assert_array_equal(back, counts.toarray() * [1, 0, 0, 1, 1])
 

@@ -64,15 +64,6 @@ class GeneAlignment:
         """Boolean mask over dataset columns: does the column feed a model gene."""
         return self.data_to_model >= 0
 
-    def selection_matrix(self) -> sparse.csr_matrix:
-        """Sparse 0/1 matrix (dataset genes × model genes) so that ``X @ P`` reorders columns in O(nnz)."""
-        rows = np.flatnonzero(self.data_to_model >= 0)
-        cols = self.data_to_model[rows]
-        return sparse.csr_matrix(
-            (np.ones(len(rows), dtype=np.float32), (rows, cols)),
-            shape=(len(self.data_to_model), self.n_model_genes),
-        )
-
     def to_model(self, counts: sparse.csr_matrix) -> sparse.csr_matrix:
         """Reorder the columns of a dataset batch into the model's gene space (missing genes are zero).
 

@@ -11,11 +11,6 @@ from scipy import sparse
 from ._logging import logger
 
 
-def n_rows(matrix: Any) -> int:
-    """Number of rows of any supported matrix."""
-    return int(matrix.shape[0])
-
-
 def iter_row_batches(matrix: Any, batch_size: int, *, start: int = 0) -> Iterator[tuple[int, int, sparse.csr_matrix]]:
     """Yield ``(start, stop, CSR float32 batch)`` over the rows of ``matrix``.
 
@@ -26,7 +21,7 @@ def iter_row_batches(matrix: Any, batch_size: int, *, start: int = 0) -> Iterato
     if sparse.issparse(matrix) and matrix.format != "csr":
         logger.info("converting the input matrix from %s to CSR once for row streaming", matrix.format)
         matrix = matrix.tocsr()
-    total = n_rows(matrix)
+    total = int(matrix.shape[0])
     for lo in range(start, total, batch_size):
         hi = min(total, lo + batch_size)
         block = matrix[lo:hi]

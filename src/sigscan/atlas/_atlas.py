@@ -518,9 +518,39 @@ class Atlas:
         y_name: str = "y",
         progress: bool = False,
     ) -> Atlas:
-        """Import a SIGnature TileDB attribution array (sparse, cells × genes) into a new atlas.
+        """Import a SIGnature TileDB attribution array into a new atlas, streaming ``cells_per_shard`` cells at a time.
 
-        See :func:`sigscan.atlas.from_signature_tiledb`.
+        Parameters
+        ----------
+        uri
+            The TileDB array (written by ``SIGnature.create_tiledb``).
+        gene_order
+            The model's gene order (the array's ``y`` positions).
+        obs
+            Cell metadata, one row per cell of the array, in its ``x`` order.
+        path
+            The new atlas folder.
+        name
+            Shard name; with several shards, ``f"{name}-{i}"``.
+        cells_per_shard
+            Cells per shard (each shard is built in memory).
+        method
+            Attribution method to record (the TileDB array does not store it).
+        attr_name, x_name, y_name
+            Attribute and dimension names of the array.
+        progress
+            Show a progress bar.
+
+        Returns
+        -------
+        The new atlas.
+
+        Examples
+        --------
+        >>> import sigscan as ss
+        >>> atlas = ss.Atlas.from_signature_tiledb(
+        ...     "attributions.tdb", gene_order, obs, path="atlas"
+        ... )  # doctest: +SKIP
         """
         from ._tiledb import from_signature_tiledb
 
