@@ -9,7 +9,7 @@ import pytest
 from scipy import sparse
 
 import sigscan as ss
-from sigscan.pp import _attributions, _store
+from sigscan.pp import _engine, _store
 
 PROVENANCE_KEYS = {
     "model",
@@ -301,7 +301,7 @@ class _Interrupt(RuntimeError):
     pass
 
 
-_FastPath = _attributions.FastPath
+_FastPath = _engine.FastPath
 
 
 def _failing_engine(after: int, calls: list[int]):
@@ -333,7 +333,7 @@ def test_interrupted_run_resumes_to_identical_result(scimilarity_model, pbmc_sma
     out = tmp_path / "attr.zarr"
 
     calls: list[int] = []
-    monkeypatch.setattr(_attributions, "FastPath", _failing_engine(2, calls))
+    monkeypatch.setattr(_engine, "FastPath", _failing_engine(2, calls))
     interrupted = pbmc_small.copy()
     with pytest.raises(_Interrupt):
         run(interrupted, scimilarity_model, out=out, **settings)
@@ -341,7 +341,7 @@ def test_interrupted_run_resumes_to_identical_result(scimilarity_model, pbmc_sma
     assert "attr_scimilarity_ig" not in interrupted.layers
 
     resumed_calls: list[int] = []
-    monkeypatch.setattr(_attributions, "FastPath", _counting_engine(resumed_calls))
+    monkeypatch.setattr(_engine, "FastPath", _counting_engine(resumed_calls))
     resumed = pbmc_small.copy()
     run(resumed, scimilarity_model, out=out, **settings)
     assert resumed_calls == [10, 10, 8]  # only the 28 cells not yet done were computed
@@ -352,7 +352,7 @@ def test_interrupted_run_resumes_to_identical_result(scimilarity_model, pbmc_sma
 
     # a finished store is reused without computing anything
     again_calls: list[int] = []
-    monkeypatch.setattr(_attributions, "FastPath", _counting_engine(again_calls))
+    monkeypatch.setattr(_engine, "FastPath", _counting_engine(again_calls))
     again = pbmc_small.copy()
     run(again, scimilarity_model, out=out, **settings)
     assert again_calls == []
@@ -394,7 +394,7 @@ def test_crash_between_write_and_commit_resumes(scimilarity_model, pbmc_small, t
 def test_resume_with_other_settings_is_refused(scimilarity_model, pbmc_small, tmp_path, monkeypatch, change):
     settings = {"method": "ig", "n_steps": 5, "batch_size": 10}
     out = tmp_path / "attr.zarr"
-    monkeypatch.setattr(_attributions, "FastPath", _failing_engine(1, []))
+    monkeypatch.setattr(_engine, "FastPath", _failing_engine(1, []))
     with pytest.raises(_Interrupt):
         run(pbmc_small.copy(), scimilarity_model, out=out, **settings)
     monkeypatch.undo()
@@ -407,7 +407,7 @@ def test_resume_with_other_settings_is_refused(scimilarity_model, pbmc_small, tm
 def test_resume_on_other_cells_is_refused(scimilarity_model, pbmc_small, tmp_path, monkeypatch):
     """Same shape and settings, but other cells (here: the same cells in another order) must not be mixed in."""
     out = tmp_path / "attr.zarr"
-    monkeypatch.setattr(_attributions, "FastPath", _failing_engine(2, []))
+    monkeypatch.setattr(_engine, "FastPath", _failing_engine(2, []))
     with pytest.raises(_Interrupt):
         run(pbmc_small.copy(), scimilarity_model, method="ixg", batch_size=10, out=out)
     monkeypatch.undo()
@@ -439,7 +439,7 @@ def test_other_model_weights_refuse_resume(scimilarity_genes, pbmc_small, tmp_pa
     out = tmp_path / "attr.zarr"
     first = ss.models.SCimilarity.random(scimilarity_genes, hidden_dim=(16,), latent_dim=4, seed=1)
     second = ss.models.SCimilarity.random(scimilarity_genes, hidden_dim=(16,), latent_dim=4, seed=2)
-    monkeypatch.setattr(_attributions, "FastPath", _failing_engine(1, []))
+    monkeypatch.setattr(_engine, "FastPath", _failing_engine(1, []))
     with pytest.raises(_Interrupt):
         run(pbmc_small.copy(), first, method="ixg", batch_size=10, out=out)
     monkeypatch.undo()
@@ -563,3 +563,38 @@ def test_copy_true_with_bad_input_leaves_input(scimilarity_model, pbmc_small, sn
     with pytest.raises(ValueError, match="negative"):
         run(pbmc_small, scimilarity_model, method="ixg", copy=True)
     assert_unchanged(pbmc_small, before)
+
+
+def test_resume_with_other_batch_size_names_the_fix(scimilarity_model, pbmc_small, tmp_path, monkeypatch):
+    out = tmp_path / "attr.zarr"
+    monkeypatch.setattr(_engine, "FastPath", _failing_engine(1, []))
+    with pytest.raises(_Interrupt):
+        run(pbmc_small.copy(), scimilarity_model, method="ixg", batch_size=10, out=out)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"Pass batch_size=10 to resume"):
+        run(pbmc_small.copy(), scimilarity_model, method="ixg", batch_size=12, out=out)
+    resumed = pbmc_small.copy()
+    run(resumed, scimilarity_model, method="ixg", batch_size=10, out=out)
+    expected = pbmc_small.copy()
+    run(expected, scimilarity_model, method="ixg", batch_size=10)
+    np.testing.assert_array_equal(
+        resumed.layers["attr_scimilarity_ixg"].toarray(), expected.layers["attr_scimilarity_ixg"].toarray()
+    )
+
+
+def test_out_store_carries_obs_var_and_provenance(scimilarity_model, pbmc_small, tmp_path):
+    adata = pbmc_small.copy()
+    adata.obs["sample"] = pd.Categorical(np.where(np.arange(adata.n_obs) % 2, "a", "b"))
+    out = tmp_path / "attr.zarr"
+    run(adata, scimilarity_model, method="ixg", batch_size=10, out=out)
+    stored = ad.read_zarr(out)
+    pd.testing.assert_frame_equal(stored.obs, adata.obs, check_index_type=False)
+    assert list(stored.var_names) == list(adata.var_names)
+    for column in adata.var.columns:  # the input's var columns, plus the in-model flag
+        assert column in stored.var
+    np.testing.assert_array_equal(
+        stored.var["attr_scimilarity_ixg_in_model"], adata.var["attr_scimilarity_ixg_in_model"]
+    )
+    recorded = stored.uns["sigscan"]["attributions"]["attr_scimilarity_ixg"]
+    assert recorded["weights_sha256"] == scimilarity_model.checksum
+    assert recorded["method"] == "ixg"

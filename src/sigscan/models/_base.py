@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -15,7 +15,7 @@ from scipy import sparse
 from torch import nn
 
 from .._genes import GeneAlignment, align_genes
-from .._utils import sha256_arrays
+from .._utils import as_csr_float32, sha256_arrays
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -155,11 +155,16 @@ class AttributionModel(ABC):
         gene_symbols: str | None = None,
         gene_ids: str | None = None,
     ) -> sparse.csr_matrix:
-        """AnnData → model input: CSR float32, cells × :attr:`gene_order`, zero-filled for genes the data lacks."""
-        from .._utils import as_csr_float32
+        """AnnData → model input: CSR float32, cells × :attr:`gene_order`, zero-filled for genes the data lacks.
 
+        The same path as :func:`sigscan.pp.attributions` (which calls :meth:`to_input` batch by batch).
+        """
         alignment = self.align(adata.var, gene_symbols=gene_symbols, gene_ids=gene_ids)
         counts = adata.layers[layer] if layer is not None else adata.X
+        return self.to_input(counts, alignment)
+
+    def to_input(self, counts: Any, alignment: GeneAlignment) -> sparse.csr_matrix:
+        """Counts in the data's genes (any matrix) → the model's input: aligned to :attr:`gene_order`, preprocessed."""
         return self.preprocess(alignment.to_model(as_csr_float32(counts)))
 
     def attribution_inputs(self, x: sparse.csr_matrix, device: torch.device) -> AttributionInputs:

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 
 from .._stream import iter_row_batches
-from ..models._base import AttributionModel, resolve_device
-from ._attributions import _CaptumPath, _counts, _default_batch_size, resolve_head
-from ._engine import FastPath, inference_mode, summation_head_values
+from ._engine import AttributionSettings, counts_matrix, summation_head_values
 
 if TYPE_CHECKING:
     from anndata import AnnData
+
+    from ..models import AttributionModel
 
 
 def completeness(
@@ -44,20 +44,26 @@ def completeness(
     -------
     DataFrame indexed by cell with ``attribution_sum``, ``delta`` (``s(x) − s(0)``) and ``relative_error``.
     """
-    head = resolve_head(model, "ig", head)
-    normalize = head == "reference" and model.l2_normalized
-    alignment = model.align(adata.var, gene_symbols=gene_symbols, gene_ids=gene_ids)
-    torch_device = resolve_device(device)
-    batch_size = batch_size or _default_batch_size(model, torch_device, "ig")
+    settings = AttributionSettings.resolve(
+        model,
+        adata.var,
+        method="ig",
+        n_steps=n_steps,
+        head=head,
+        engine=engine,
+        device=device,
+        batch_size=batch_size,
+        layer=layer,
+        gene_symbols=gene_symbols,
+        gene_ids=gene_ids,
+    )
     sums, deltas = [], []
-    with inference_mode(model.module, torch_device):
-        use_fast = engine != "captum" and model.first_linear() is not None
-        compute = (FastPath if use_fast else _CaptumPath)(model, normalize=normalize, device=torch_device)
-        for _, _, batch in iter_row_batches(_counts(adata, layer), batch_size):
-            x = model.preprocess(alignment.to_model(batch))
-            attr = compute(x, method="ig", n_steps=n_steps)
+    with settings.engine() as compute:
+        for _, _, batch in iter_row_batches(counts_matrix(adata, layer), settings.batch_size):
+            x = settings.model_input(batch)
+            attr = compute(x, method="ig", n_steps=settings.n_steps)
             sums.append(np.asarray(attr.sum(axis=1, dtype=np.float64)).ravel())
-            s, s0 = summation_head_values(model, x, normalize=normalize, device=torch_device)
+            s, s0 = summation_head_values(model, x, normalize=settings.normalize, device=settings.device)
             deltas.append(s.astype(np.float64) - s0)
     total, delta = np.concatenate(sums), np.concatenate(deltas)
     relative = np.abs(total - delta) / np.maximum(np.abs(delta), 1e-12)

@@ -9,22 +9,34 @@ needed at the cell's non-zero genes.
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Callable
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 from scipy import sparse
 from torch import nn
 
-from ..models._base import AttributionModel, FirstLinear
+from .._genes import GeneAlignment
+from .._utils import scale_rows, sha256_strings
+from .._validation import check_counts
+from ..models._base import AttributionModel, FirstLinear, resolve_device
 from ._kernels import GeneMajor, sampled_rowdot, sparse_dense_mm
 from ._mlp import chain_embedding, chain_hidden_gradient, compile_chain
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import pandas as pd
+
 Method = Literal["ig", "dl", "ixg"]
 METHODS: tuple[str, ...] = ("ig", "dl", "ixg")
+HEADS: tuple[str, ...] = ("auto", "prenorm", "reference")
+ENGINES: tuple[str, ...] = ("auto", "fast", "captum")
 
 #: rows (cells × steps) processed per autograd call on the fast path; bounds memory independently of n_steps
 _FAST_ROWS = 2048
@@ -139,14 +151,21 @@ def _sampled_rowdot(x: sparse.csr_matrix, hidden: torch.Tensor, weight_t: torch.
     return product[rows, torch.from_numpy(position.ravel()).to(device)].cpu().numpy()
 
 
-def _transposed(model: AttributionModel, weight: torch.Tensor) -> torch.Tensor:
-    """Contiguous ``weight.T``, cached on the model until the weight is replaced or modified (version counter)."""
+#: ``id(weight)`` → (weak reference to the weight, state key, ``weight.T``): a cache of this module, not an attribute
+#: on the model; an entry is dropped when its weight is garbage-collected
+_TRANSPOSED: dict[int, tuple[weakref.ref, tuple, torch.Tensor]] = {}
+
+
+def _transposed(weight: torch.Tensor) -> torch.Tensor:
+    """Contiguous ``weight.T``, cached until the weight is replaced or modified (version counter)."""
     key = (weight.data_ptr(), weight._version, weight.device)
-    cached = getattr(model, "_sigscan_weight_t", None)
-    if cached is not None and cached[0] == key:
-        return cached[1]
+    cached = _TRANSPOSED.get(id(weight))
+    if cached is not None and cached[0]() is weight and cached[1] == key:
+        return cached[2]
     transposed = weight.detach().T.contiguous()
-    model._sigscan_weight_t = (key, transposed)
+    if cached is None or cached[0]() is not weight:
+        weakref.finalize(weight, _TRANSPOSED.pop, id(weight), None)
+    _TRANSPOSED[id(weight)] = (weakref.ref(weight), key, transposed)
     return transposed
 
 
@@ -163,7 +182,7 @@ class FastPath:
         self.normalize = normalize
         self.device = device
         self.head = _rest_head(split, normalize)
-        self.weight_t = _transposed(model, split.weight)  # genes × hidden: one row per gene
+        self.weight_t = _transposed(split.weight)  # genes × hidden: one row per gene
         self.weight_t_numpy = self.weight_t.numpy() if device.type == "cpu" else None
         self.chain = (
             compile_chain(list(split.modules), split.bias, split.weight[:, 0]) if split.modules is not None else None
@@ -266,3 +285,201 @@ def summation_head_values(
         s = (f * f).abs().sum(dim=1)
         s0 = (f0 * f).abs().sum(dim=1)
     return s.cpu().numpy(), s0.cpu().numpy()
+
+
+class CaptumPath:
+    """Reference path (captum on the dense model input), with the same interface as :class:`FastPath`."""
+
+    def __init__(self, model: AttributionModel, *, normalize: bool, device: torch.device):
+        self.model, self.normalize, self.device = model, normalize, device
+
+    def __call__(self, x: sparse.csr_matrix, *, method: str, n_steps: int) -> sparse.csr_matrix:
+        """Signed attributions with the sparsity of ``x``."""
+        return attribute_captum(
+            self.model, x, method=method, n_steps=n_steps, normalize=self.normalize, device=self.device
+        )
+
+
+def resolve_head(model: AttributionModel, method: str, head: str) -> str:
+    """``"auto"``: the pre-normalisation head for point-gradient methods on L2-normalised encoders (SPEC 1.1)."""
+    if head not in HEADS:
+        raise ValueError(f"Unknown head {head!r}; use 'auto', 'prenorm' or 'reference'.")
+    if head == "auto":
+        return "prenorm" if model.l2_normalized and method in ("dl", "ixg") else "reference"
+    return head
+
+
+def _default_batch_size(model: AttributionModel, device: torch.device, method: str) -> int:
+    hint = model.default_batch_size(device, method)
+    if hint is not None:
+        return hint
+    if device.type == "cpu":
+        return 256 if method == "ig" else 1024
+    return 8192
+
+
+def _check_arguments(model: Any, method: str, n_steps: int, target_sum: float, engine: str) -> None:
+    if not isinstance(model, AttributionModel):
+        raise TypeError(
+            f"model must be a sigscan model wrapper (ss.models.SCimilarity, SCVI, ScGPT or TorchEncoder), "
+            f"not {type(model).__name__}. Wrap a torch module with ss.models.TorchEncoder(module, gene_order)."
+        )
+    if method not in METHODS:
+        raise ValueError(f"Unknown attribution method {method!r}; use one of {', '.join(METHODS)}.")
+    if method == "ig" and (not isinstance(n_steps, int | np.integer) or n_steps < 1):
+        raise ValueError(f"n_steps must be a positive integer, not {n_steps!r}.")
+    if not np.isfinite(target_sum) or target_sum <= 0:
+        raise ValueError(f"target_sum must be a positive number, not {target_sum!r}.")
+    if engine not in ENGINES:
+        raise ValueError(f"Unknown engine {engine!r}; use 'auto', 'fast' or 'captum'.")
+    model.check_method(method)
+
+
+def counts_matrix(adata: Any, layer: str | None) -> Any:
+    """The matrix holding the counts: ``adata.X`` or ``adata.layers[layer]`` (an error naming the fix otherwise)."""
+    if layer is None:
+        if adata.X is None:
+            raise ValueError("adata.X is empty; pass layer= naming the layer with raw counts.")
+        return adata.X
+    if layer not in adata.layers:
+        raise KeyError(f"Layer {layer!r} not found; available layers: {list(adata.layers)}. Use layer=None for X.")
+    return adata.layers[layer]
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+@dataclass(frozen=True)
+class AttributionSettings:
+    """Every choice of one attribution run, resolved once: what the engine runs and what provenance records.
+
+    Build it with :meth:`resolve`; :meth:`engine` opens the model on the device and yields the engine,
+    :meth:`model_input` turns a batch of counts into model input, :meth:`provenance` says what was run.
+    """
+
+    model: AttributionModel
+    method: str
+    n_steps: int
+    head: str
+    engine_name: str  # "fast" or "captum"
+    device: torch.device
+    batch_size: int
+    alignment: GeneAlignment
+    target_sum: float
+    layer: str | None
+
+    @classmethod
+    def resolve(
+        cls,
+        model: AttributionModel,
+        var: pd.DataFrame,
+        *,
+        method: str = "ig",
+        n_steps: int = 50,
+        head: str = "auto",
+        engine: str = "auto",
+        device: str | torch.device = "auto",
+        batch_size: int | None = None,
+        target_sum: float = 1000,
+        layer: str | None = None,
+        gene_symbols: str | None = None,
+        gene_ids: str | None = None,
+    ) -> AttributionSettings:
+        """Check the arguments and resolve ``"auto"`` choices, the gene alignment (to ``var``), device and batch size."""
+        _check_arguments(model, method, n_steps, target_sum, engine)
+        resolved_head = resolve_head(model, method, head)
+        alignment = model.align(var, gene_symbols=gene_symbols, gene_ids=gene_ids)
+        torch_device = resolve_device(device)
+        batch_size = batch_size if batch_size is not None else _default_batch_size(model, torch_device, method)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, not {batch_size}.")
+        use_fast = engine != "captum" and model.first_linear() is not None
+        if engine == "fast" and not use_fast:
+            raise ValueError(f"{model.name}: the fast path needs a Linear first layer; use engine='captum' or 'auto'.")
+        return cls(
+            model=model,
+            method=method,
+            n_steps=int(n_steps) if method == "ig" else 0,
+            head=resolved_head,
+            engine_name="fast" if use_fast else "captum",
+            device=torch_device,
+            batch_size=int(batch_size),
+            alignment=alignment,
+            target_sum=float(target_sum),
+            layer=layer,
+        )
+
+    @property
+    def normalize(self) -> bool:
+        """Whether the explained embedding is L2-normalised (the reference head of a normalising encoder)."""
+        return self.head == "reference" and self.model.l2_normalized
+
+    @property
+    def key(self) -> str:
+        """Default layer name: ``attr_<model>_<method>``."""
+        return f"attr_{self.model.name}_{self.method}"
+
+    def provenance(self) -> dict[str, Any]:
+        """What was run, as recorded in ``uns["sigscan"]["attributions"][key]``."""
+        return {
+            "model": self.model.name,
+            "model_class": type(self.model).__name__,
+            "weights_sha256": self.model.checksum,
+            "n_genes_model": self.model.n_genes,
+            "n_genes_overlap": self.alignment.n_overlap,
+            "gene_identifiers": self.alignment.source,
+            "method": self.method,
+            "n_steps": self.n_steps,
+            "head": self.head,
+            "target_sum": self.target_sum,
+            "engine": self.engine_name,
+            "layer": self.layer if self.layer is not None else "X",
+            "sigscan_version": _version(),
+        }
+
+    def fingerprint(self, obs_names: pd.Index, var_names: pd.Index, *, space: str, n_columns: int) -> dict[str, Any]:
+        """What must match for an ``out=`` store to be resumed: settings, batch size, and the very cells and genes."""
+        fingerprint = {
+            **self.provenance(),
+            "batch_size": self.batch_size,
+            "shape": [len(obs_names), n_columns],
+            "space": space,
+            # the same shape is not the same data: never resume onto other (or reordered) cells or genes
+            "obs_names_sha256": sha256_strings(list(obs_names.astype(str))),
+            "var_names_sha256": sha256_strings(list(var_names.astype(str))),
+        }
+        fingerprint.pop("sigscan_version")
+        return fingerprint
+
+    def check_counts(self, counts: Any, *, where: str) -> None:
+        """Raise unless ``counts`` are what the model reads (finite, non-negative, integers if it needs counts)."""
+        check_counts(counts, where=where, require_integers=self.model.requires_counts)
+
+    def model_input(self, counts: sparse.csr_matrix) -> sparse.csr_matrix:
+        """A batch of counts in the data's genes → the model's input (see :meth:`AttributionModel.to_input`)."""
+        return self.model.to_input(counts, self.alignment)
+
+    @contextmanager
+    def engine(self) -> Iterator[FastPath | CaptumPath]:
+        """The model in inference mode on the device, and the engine that attributes it (fast or captum path)."""
+        with inference_mode(self.model.module, self.device):
+            yield make_engine(self.model, self.engine_name, normalize=self.normalize, device=self.device)
+
+    def attribute(self, engine: FastPath | CaptumPath, x: sparse.csr_matrix) -> sparse.csr_matrix:
+        """Absolute attributions of model input ``x``, each row scaled to :attr:`target_sum`."""
+        attr = engine(x, method=self.method, n_steps=self.n_steps)
+        np.abs(attr.data, out=attr.data)
+        attr.eliminate_zeros()
+        return scale_rows(attr, self.target_sum)
+
+
+def make_engine(
+    model: AttributionModel, engine: str, *, normalize: bool, device: torch.device
+) -> FastPath | CaptumPath:
+    """The engine for ``engine`` (``"fast"`` or ``"captum"``); both are called as ``engine(x, method=, n_steps=)``."""
+    if engine not in ("fast", "captum"):
+        raise ValueError(f"Unknown engine {engine!r}; use 'fast' or 'captum'.")
+    return (FastPath if engine == "fast" else CaptumPath)(model, normalize=normalize, device=device)

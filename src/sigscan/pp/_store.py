@@ -1,6 +1,9 @@
-"""Incremental, resumable zarr output for attributions (an AnnData zarr store whose ``X`` is the attribution CSR).
+"""Where attributions go, batch by batch: an in-memory layer or a resumable zarr store, behind one interface.
 
-Each finished batch appends to ``X/data``, ``X/indices`` and ``X/indptr``; the commit point is the
+Both outputs have ``n_done`` (rows already finished: where the run starts), ``append(batch)`` and
+``finish(obs, var, uns)`` (the whole matrix, or ``None`` when it stays on disk); :func:`open_output` picks one.
+
+The zarr store is an AnnData zarr store whose ``X`` is the attribution CSR. Each finished batch appends to ``X/data``, ``X/indices`` and ``X/indptr``; the commit point is the
 ``sigscan_progress`` attribute written last. An interrupted run re-opens the store, truncates anything written
 after the last commit and continues from there. ``anndata.read_zarr(out)`` reads a finished store.
 """
@@ -49,6 +52,15 @@ class AttributionStore:
             progress = dict(self.root.attrs.get(_PROGRESS, {}))
             if not progress:
                 raise foreign
+            stored = progress["fingerprint"]
+            if stored != self.fingerprint and {k for k in self.fingerprint if stored.get(k) != self.fingerprint[k]} == {
+                "batch_size"
+            }:
+                raise ValueError(
+                    f"{self.path} holds a run with batch_size={stored['batch_size']}, not "
+                    f"{self.fingerprint['batch_size']}; it cannot be resumed with another batch size (batches are "
+                    f"computed as blocks). Pass batch_size={stored['batch_size']} to resume, or use another out= path."
+                )
             if progress["fingerprint"] != self.fingerprint:
                 diff = {
                     k: (progress["fingerprint"].get(k), v)
@@ -111,7 +123,49 @@ class AttributionStore:
         self.complete = True
         self._commit()
 
+    @property
+    def n_done(self) -> int:
+        """Rows already finished (a resumed run starts here)."""
+        return self.n_obs_done
+
+    def finish(
+        self, obs: pd.DataFrame, var: pd.DataFrame, uns: dict[str, Any], *, load: bool = True
+    ) -> sparse.csr_matrix | None:
+        """Finalise the store (unless a previous run did) and return the matrix (``None`` unless ``load``)."""
+        if not self.complete:
+            self.finalize(obs, var, uns)
+        return self.read() if load else None
+
     def read(self) -> sparse.csr_matrix:
         """The whole attribution matrix (CSR float32)."""
         x = self.root["X"]
         return sparse.csr_matrix((x["data"][:], x["indices"][:], x["indptr"][:]), shape=self.shape)
+
+
+class LayerOutput:
+    """In-memory output: the finished batches, stacked into one CSR float32 matrix at the end."""
+
+    n_done = 0
+
+    def __init__(self, shape: tuple[int, int]):
+        self.shape = shape
+        self.blocks: list[sparse.csr_matrix] = []
+
+    def append(self, batch: sparse.csr_matrix) -> None:
+        """Keep a finished batch."""
+        self.blocks.append(batch)
+
+    def finish(
+        self, obs: pd.DataFrame, var: pd.DataFrame, uns: dict[str, Any], *, load: bool = True
+    ) -> sparse.csr_matrix:
+        """The whole matrix (``obs``, ``var``, ``uns`` are the caller's to write)."""
+        if not self.blocks:
+            return sparse.csr_matrix(self.shape, dtype=np.float32)
+        return sparse.vstack(self.blocks, format="csr", dtype=np.float32)
+
+
+def open_output(
+    out: str | os.PathLike | None, shape: tuple[int, int], fingerprint: dict[str, Any]
+) -> LayerOutput | AttributionStore:
+    """The output of a run: in memory when ``out`` is ``None``, else the (new or resumed) zarr store at ``out``."""
+    return LayerOutput(shape) if out is None else AttributionStore(out, shape, fingerprint)
