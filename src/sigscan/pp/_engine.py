@@ -12,8 +12,8 @@ import warnings
 import weakref
 from collections.abc import Callable
 from contextlib import contextmanager
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
