@@ -59,6 +59,7 @@ def test_read_gmt(tmp_path):
     [
         ("A desc G1 G2\n", r"sets.gmt:1 is not a GMT line.*tab-separated"),
         ("A\tdesc\tG1\nB\tdesc\nC\tdesc\tG2\n", r"sets.gmt:2 is not a GMT line"),
+        ("A\tdesc\tG1\nB\tdesc\t\t\n", r"sets.gmt:2 .*gene set 'B' lists no genes"),
         ("A\tdesc\tG1\nA\tdesc\tG2\n", r"sets.gmt:2: gene set 'A' appears twice"),
         ("\n\n", r"holds no gene sets"),
     ],
@@ -84,8 +85,9 @@ def test_as_gene_list(tmp_path):
         as_gene_list(path)
     with pytest.raises(KeyError, match="No set 'C'"):
         as_gene_list(f"{path}:C")
-    with pytest.raises(FileNotFoundError, match="neither a GMT file nor a list"):
-        as_gene_list("CD3E")  # a single gene name passed as a string
+    assert as_gene_list("CD3E") == ["CD3E"]  # a single gene name passed as a string
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        as_gene_list("missing/sets.gmt")  # a path that does not exist is not taken for a gene name
     single = tmp_path / "one.gmt"
     single.write_text("ONLY\td\tG5\tG6\n")
     assert as_gene_list(single) == ["G5", "G6"]
@@ -127,3 +129,42 @@ def test_match_genes_errors():
         match_genes([], VAR_NAMES)
     with pytest.raises(ValueError, match=r"None of the 2 genes.*ENSG00000000001.*identifier type"):
         match_genes(["ENSG00000000001", "ENSG00000000002"], VAR_NAMES)
+
+
+def test_read_gene_sets_every_spec(tmp_path):
+    gmt = tmp_path / "sets.gmt"
+    gmt.write_text("T_CELLS\td\tCD3E\tCD4\nB_CELLS\td\tMS4A1\n")
+    plain = tmp_path / "tcells.txt"
+    plain.write_text("# T cells\nCD3E\nCD4\n\nCD3E\n")
+    assert ss.read_gene_sets(["CD3E", "CD4"]) == {"genes": ["CD3E", "CD4"]}
+    assert ss.read_gene_sets("CD3E") == {"genes": ["CD3E"]}
+    assert ss.read_gene_sets("CD3E, CD4") == {"genes": ["CD3E", "CD4"]}
+    assert ss.read_gene_sets(gmt) == {"T_CELLS": ["CD3E", "CD4"], "B_CELLS": ["MS4A1"]}
+    assert ss.read_gene_sets(f"{gmt}:B_CELLS") == {"B_CELLS": ["MS4A1"]}
+    assert ss.read_gene_sets(str(plain)) == {"tcells": ["CD3E", "CD4"]}
+    assert ss.read_gene_sets({"t": str(plain), "b": ["MS4A1"]}) == {"t": ["CD3E", "CD4"], "b": ["MS4A1"]}
+
+
+def test_read_gene_sets_unknown_set_lists_near_matches(tmp_path):
+    gmt = tmp_path / "sets.gmt"
+    gmt.write_text("T_CELLS\td\tCD3E\nB_CELLS\td\tMS4A1\n")
+    with pytest.raises(KeyError, match=r"No set 'T_CELL'.*did you mean T_CELLS"):
+        ss.read_gene_sets(f"{gmt}:T_CELL")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"\xff\xfe\x00A\x00\t", r"not a UTF-8 text file"), (b"\x1f\x8b\x08\x00", r"gzip-compressed")],
+)
+def test_read_gene_sets_binary_file_names_file_and_problem(tmp_path, content, message):
+    path = tmp_path / "sets.gmt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=rf"sets.gmt is {message}"):
+        ss.read_gene_sets(path)
+
+
+def test_score_genes_accepts_a_single_gene_name():
+    adata = ss.datasets.pbmc3k()[:50].copy()
+    ss.tl.score_genes(adata, "LYZ", method="mean")
+    expected = ss.tl.score_genes(adata, ["LYZ"], method="mean", copy=True).obs["mean_score"]
+    np.testing.assert_array_equal(adata.obs["mean_score"], expected)

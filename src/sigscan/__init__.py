@@ -3,7 +3,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from . import datasets, models, pl, pp, tl
-from ._gene_sets import read_gmt
+from ._gene_sets import read_gene_sets, read_gmt
 from .atlas import Atlas
 
 try:
@@ -11,4 +11,4 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["Atlas", "datasets", "models", "pl", "pp", "read_gmt", "tl"]
+__all__ = ["Atlas", "datasets", "models", "pl", "pp", "read_gene_sets", "read_gmt", "tl"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 from scipy import sparse
 
 from ._logging import logger
+from ._utils import as_csr_float32
 
 
 def iter_row_batches(matrix: Any, batch_size: int, *, start: int = 0) -> Iterator[tuple[int, int, sparse.csr_matrix]]:
@@ -27,11 +27,4 @@ def iter_row_batches(matrix: Any, batch_size: int, *, start: int = 0) -> Iterato
         block = matrix[lo:hi]
         if hasattr(block, "compute"):  # dask
             block = block.compute()
-        yield lo, hi, _to_csr32(block)
-
-
-def _to_csr32(block: Any) -> sparse.csr_matrix:
-    if sparse.issparse(block):
-        block = block.tocsr()
-        return block if block.dtype == np.float32 else block.astype(np.float32)
-    return sparse.csr_matrix(np.asarray(block, dtype=np.float32))
+        yield lo, hi, as_csr_float32(block)

@@ -51,9 +51,17 @@ def as_csr_float32(matrix: Any) -> sparse.csr_matrix:
     return sparse.csr_matrix(np.asarray(matrix, dtype=np.float32))
 
 
+def row_factors(matrix: sparse.csr_matrix, target_sum: float) -> np.ndarray:
+    """Per-row factors (float64) that scale each row of a non-negative matrix to sum to ``target_sum``.
+
+    All-zero rows get factor 0 (they stay zero). The one place where "scale each cell to a total" is decided.
+    """
+    row_sums = np.asarray(matrix.sum(axis=1, dtype=np.float64)).ravel()
+    return np.divide(target_sum, row_sums, out=np.zeros_like(row_sums), where=row_sums > 0)
+
+
 def scale_rows(matrix: sparse.csr_matrix, target_sum: float) -> sparse.csr_matrix:
     """Scale each row of a non-negative CSR matrix to sum to ``target_sum`` in place; all-zero rows stay zero."""
-    row_sums = np.asarray(matrix.sum(axis=1, dtype=np.float64)).ravel()
-    factors = np.divide(target_sum, row_sums, out=np.zeros_like(row_sums), where=row_sums > 0)
+    factors = row_factors(matrix, target_sum)
     matrix.data *= np.repeat(factors, np.diff(matrix.indptr)).astype(matrix.data.dtype)
     return matrix

@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy import sparse
+
+
+def _integer_valued(values: np.ndarray) -> bool:
+    return bool(np.array_equal(values, np.round(values)))
+
+
+def looks_like_counts(matrix: Any, *, n_rows: int = 500) -> bool:
+    """Whether the first rows of ``matrix`` hold non-negative integers only (raw counts, not log-normalised data)."""
+    block = matrix[: min(n_rows, matrix.shape[0])]
+    if hasattr(block, "compute"):
+        block = block.compute()
+    values = block.data if sparse.issparse(block) else np.asarray(block).ravel()
+    if values.size == 0:
+        return False
+    return bool(np.all(values >= 0)) and _integer_valued(values)
 
 
 def check_counts(values: np.ndarray | sparse.spmatrix, *, where: str, require_integers: bool = True) -> None:
@@ -25,7 +42,7 @@ def check_counts(values: np.ndarray | sparse.spmatrix, *, where: str, require_in
         )
     if require_integers:
         sample = data[:: max(1, data.size // 1_000_000)]
-        if not np.array_equal(sample, np.round(sample)):
+        if not _integer_valued(sample):
             raise ValueError(
                 f"{where} holds non-integer values (e.g. {sample[sample != np.round(sample)][0]:g}): it looks "
                 "log-normalised, but this model needs raw counts. Pass the raw counts via layer= (e.g. "

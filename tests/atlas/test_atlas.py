@@ -149,7 +149,7 @@ def test_bad_inputs(tmp_path, model, pbmc):
     atlas = ss.Atlas.create(tmp_path / "atlas", model=model)
     with pytest.raises(FileExistsError):
         ss.Atlas.create(tmp_path / "atlas", model=model)
-    with pytest.raises(KeyError, match="no attribution layer"):
+    with pytest.raises(KeyError, match="No attribution layer"):
         atlas.add(ss.datasets.pbmc3k()[:10].copy(), name="raw")
     with pytest.raises(ValueError, match="Invalid shard name"):
         atlas.add(pbmc, name="a/b")

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from .._attribution_layer import attribution_provenance, find_attribution_layer, recorded_attributions
 from .._utils import as_csr_float32
 
 
@@ -27,29 +28,6 @@ class AttributionInput:
     source: str
 
 
-def _pick_key(recorded: dict[str, Any], layers: list[str], layer: str | None, has_x: bool, where: str) -> str | None:
-    """The layer holding attributions; ``None`` means ``X`` (an attribution store written with ``out=``)."""
-    if layer is not None:
-        if layer in layers:
-            return layer
-        if layer in recorded and has_x and not layers:
-            return None
-        raise KeyError(f"{where}: layer {layer!r} not found; layers present: {layers}.")
-    present = [k for k in recorded if k in layers] or [k for k in layers if k.startswith("attr_")]
-    if len(present) > 1:
-        raise ValueError(
-            f"{where}: several attribution layers present ({', '.join(present)}); pass layer= to pick one."
-        )
-    if present:
-        return present[0]
-    if recorded and has_x:
-        return None
-    raise KeyError(
-        f"{where}: no attribution layer found. Run ss.pp.attributions(adata, model) first (or pass layer= naming "
-        "the attribution layer)."
-    )
-
-
 def read_input(data: Any, layer: str | None, obs_columns: list[str] | None) -> AttributionInput:
     """Load the attribution matrix (CSR float32), genes, cell metadata and provenance of ``data``."""
     if isinstance(data, str | os.PathLike):
@@ -59,19 +37,14 @@ def read_input(data: Any, layer: str | None, obs_columns: list[str] | None) -> A
             f"add() takes an AnnData with an attribution layer or the path of an .h5ad / attribution zarr store, "
             f"not {type(data).__name__}."
         )
-    recorded = dict(data.uns.get("sigscan", {}).get("attributions", {}))
-    key = _pick_key(recorded, list(data.layers), layer, data.X is not None, "adata")
+    recorded = recorded_attributions(data.uns)
+    key = find_attribution_layer(recorded, list(data.layers), layer, has_x=data.X is not None)
     matrix = data.X if key is None else data.layers[key]
-    provenance = (
-        dict(recorded.get(key, {}))
-        if key is not None
-        else (next(iter(recorded.values())) if len(recorded) == 1 else {})
-    )
     return AttributionInput(
         matrix=as_csr_float32(matrix),
         genes=pd.Index(data.var_names.astype(str)),
         obs=_select_obs(data.obs, obs_columns, "adata"),
-        provenance=provenance,
+        provenance=attribution_provenance(recorded, key),
         source="adata" if key is None else f"adata.layers[{key!r}]",
     )
 
@@ -93,24 +66,20 @@ def _read_path(path: Path, layer: str | None, obs_columns: list[str] | None) -> 
         raise ValueError(f"{path}: expected an .h5ad file or a zarr store (folder).")
     try:
         uns = ad.io.read_elem(handle["uns"]) if "uns" in handle else {}
-        recorded = dict(uns.get("sigscan", {}).get("attributions", {}))
+        recorded = recorded_attributions(uns)
         layers = list(handle["layers"].keys()) if "layers" in handle else []
-        key = _pick_key(recorded, layers, layer, "X" in handle, str(path))
+        key = find_attribution_layer(recorded, layers, layer, has_x="X" in handle, where=str(path))
         matrix = ad.io.read_elem(handle["X"] if key is None else handle["layers"][key])
         var = ad.io.read_elem(handle["var"])
         obs = ad.io.read_elem(handle["obs"])
     finally:
         if hasattr(handle, "close"):
             handle.close()
-    if key is None:
-        provenance = next(iter(recorded.values())) if len(recorded) == 1 else {}
-    else:
-        provenance = dict(recorded.get(key, {}))
     return AttributionInput(
         matrix=as_csr_float32(matrix),
         genes=pd.Index(var.index.astype(str)),
         obs=_select_obs(obs, obs_columns, str(path)),
-        provenance=dict(provenance),
+        provenance=attribution_provenance(recorded, key),
         source=f"{path}" + ("" if key is None else f" layer {key!r}"),
     )
 

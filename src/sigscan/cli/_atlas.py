@@ -38,7 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     score = actions.add_parser("score", help="score a gene set over every cell")
     score.add_argument("dir", metavar="DIR")
-    score.add_argument("--genes", required=True, help="file with one gene per line, or a GMT file (FILE or FILE:SET)")
+    score.add_argument(
+        "--genes",
+        required=True,
+        help="one gene set: a gene list file (one per line), FILE.gmt:SET, or a comma-separated list",
+    )
     score.add_argument("--out", required=True, help="output CSV (cell, obs columns, score)")
     score.add_argument("--agg", default="mean", choices=("mean", "sum"))
     score.add_argument("--filter", default=None, help="pandas query over obs, e.g. \"cell_type == 'B cells'\"")
@@ -109,24 +113,12 @@ def run_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_gene_file(spec: str) -> list[str]:
-    """Genes from a plain list (one per line) or a GMT file (``FILE`` holding one set, or ``FILE:SET``)."""
-    from .._gene_sets import as_gene_list
-
-    path, _, set_name = spec.rpartition(":") if not os.path.exists(spec) and ":" in spec else (spec, "", "")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"--genes {spec}: file {path} does not exist")
-    lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
-    if set_name or any("\t" in line for line in lines):
-        return as_gene_list(spec)
-    return [line.strip() for line in lines if not line.startswith("#")]
-
-
 def run_score(args: argparse.Namespace) -> int:
     """Score a gene set and write a CSV."""
+    from .._gene_sets import read_gene_set
     from ..atlas import Atlas
 
-    genes = read_gene_file(args.genes)
+    genes = read_gene_set(args.genes)
     atlas = Atlas(args.dir)
     scores = atlas.score(genes, agg=args.agg, obs_filter=args.filter, columns=args.columns, key=args.key, progress=True)
     scores.index.name = scores.index.name or "cell"

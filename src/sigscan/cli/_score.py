@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,17 +28,6 @@ def _options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
-def _gene_list(spec: str) -> list[str]:
-    if os.path.isfile(spec):
-        text = Path(spec).read_text()
-        genes = [g.strip() for line in text.splitlines() for g in line.replace(",", "\t").split("\t") if g.strip()]
-    else:
-        genes = [g.strip() for g in spec.split(",") if g.strip()]
-    if not genes:
-        raise ValueError(f"--genes {spec!r}: no genes found (give a file with one gene per line or a comma list)")
-    return genes
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``score`` and ``compare`` sub-commands."""
     from ..tl._compare import DEFAULT_METHODS
@@ -54,7 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     score.add_argument("input", metavar="IN", help="data as .h5ad or .zarr")
     source = score.add_mutually_exclusive_group(required=True)
-    source.add_argument("--genes", help="file with one gene per line, or a comma-separated list")
+    source.add_argument(
+        "--genes", help="one gene set: a gene list file (one per line), FILE.gmt:SET, or a comma-separated list"
+    )
     source.add_argument("--gmt", help="GMT file (all sets) or FILE:SET for one set")
     score.add_argument("--method", required=True, choices=list(SCORERS))
     score.add_argument("--layer", default=None, help="layer to read (default X; the attribution layer for attribution)")
@@ -104,12 +94,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_score(args: argparse.Namespace) -> int:
     """Run ``sigscan score``."""
+    from .._gene_sets import read_gene_set, read_gene_sets
     from ..tl import score_genes
 
     if args.out is not None and not args.out.endswith((".csv", ".h5ad")):
         raise ValueError(f"--out {args.out}: use a .csv or .h5ad path")
     adata = read_anndata(args.input)
-    genes: Any = _gene_list(args.genes) if args.genes is not None else args.gmt
+    genes = read_gene_set(args.genes, name="genes") if args.genes is not None else read_gene_sets(args.gmt)
     before = set(adata.obs.columns)
     score_genes(
         adata,
@@ -142,14 +133,15 @@ def run_compare(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
     from .. import pl
-    from .._gene_sets import read_gmt
+    from .._attribution_layer import has_attributions as has_attribution_layer
+    from .._gene_sets import read_gene_sets
     from ..tl import compare_scorers
     from ..tl._compare import DEFAULT_METHODS
 
     adata = read_anndata(args.input)
     if args.groupby not in adata.obs:
         raise KeyError(f"--groupby {args.groupby!r} is not an obs column; available: {', '.join(adata.obs.columns)}")
-    sets = read_gmt(args.gmt)
+    sets = read_gene_sets(args.gmt)
     if args.map:
         mapping = {}
         for pair in args.map:
@@ -166,7 +158,7 @@ def run_compare(args: argparse.Namespace) -> int:
             )
     methods = args.methods
     if methods is None:
-        has_attributions = any(k.startswith("attr_") for k in adata.layers) or args.attribution_layer is not None
+        has_attributions = has_attribution_layer(adata) or args.attribution_layer is not None
         methods = [m for m in DEFAULT_METHODS if has_attributions or m != "attribution"]
         if not has_attributions:
             print("no attribution layer found: comparing expression scorers only", file=sys.stderr)

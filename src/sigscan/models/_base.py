@@ -15,7 +15,7 @@ from scipy import sparse
 from torch import nn
 
 from .._genes import GeneAlignment, align_genes
-from .._utils import as_csr_float32, sha256_arrays
+from .._utils import as_csr_float32, scale_rows, sha256_arrays
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -60,9 +60,7 @@ def preprocess_counts(counts: sparse.csr_matrix, how: Preprocess, *, target_sum:
     """
     x = counts.astype(np.float32, copy=True)
     if how == "log1p_cp10k":
-        totals = np.asarray(x.sum(axis=1, dtype=np.float64)).ravel()
-        factors = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
-        x.data *= np.repeat(factors, np.diff(x.indptr)).astype(np.float32)
+        scale_rows(x, target_sum)
         np.log1p(x.data, out=x.data)
     elif how == "log1p":
         np.log1p(x.data, out=x.data)

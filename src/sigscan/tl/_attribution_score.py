@@ -9,28 +9,12 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from scipy import sparse
 
+from .._attribution_layer import attribution_layer
 from .._docs import doc_adata, doc_copy, doc_gene_set, doc_params
 from .._gene_sets import match_weighted_genes
 
 if TYPE_CHECKING:
     from anndata import AnnData
-
-
-def attribution_layer(adata: AnnData, layer: str | None) -> str:
-    """The attribution layer to use: ``layer``, or the single attribution layer present."""
-    recorded = list(adata.uns.get("sigscan", {}).get("attributions", {}))
-    if layer is not None:
-        if layer not in adata.layers:
-            raise KeyError(
-                f"Layer {layer!r} not found; attribution layers present: {[k for k in recorded if k in adata.layers]}."
-            )
-        return layer
-    present = [k for k in recorded if k in adata.layers] or [k for k in adata.layers if k.startswith("attr_")]
-    if not present:
-        raise KeyError("No attribution layer found: run ss.pp.attributions(adata, model) first, or pass layer=.")
-    if len(present) > 1:
-        raise ValueError(f"Several attribution layers present ({', '.join(present)}); pass layer= to pick one.")
-    return present[0]
 
 
 def gene_set_mean(

@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from .._attribution_layer import attribution_layer
 from .._docs import doc_adata, doc_copy, doc_params
-from .._gene_sets import as_gene_list, as_gene_sets, match_genes, read_gmt
+from .._gene_sets import match_genes, read_gene_sets
 from .._logging import logger, timed
-from ._attribution_score import attribution_layer
-from ._scorers import SCORERS, Scorer, ScoringData, get_scorer, looks_like_counts
+from .._validation import looks_like_counts
+from ._scorers import SCORERS, Scorer, ScoringData, get_scorer
 from ._scorers._data import DEFAULT_CHUNK_SIZE
 
 if TYPE_CHECKING:
@@ -42,21 +43,13 @@ Methods (``method=``; options are passed as keyword arguments):
 
 
 def resolve_gene_sets(genes: GeneSetsInput) -> tuple[dict[str, list[str]], bool]:
-    """Gene sets from a list, a mapping, a GMT file (all its sets) or ``"file.gmt:SET"``; and whether one was given."""
+    """Gene sets (see :func:`sigscan.read_gene_sets`), and whether one set was given (a mapping counts as several)."""
+    sets = read_gene_sets(genes)
     if isinstance(genes, Mapping):
-        sets = as_gene_sets(genes)
         if not sets:
             raise ValueError("The mapping of gene sets is empty; pass at least one set.")
         return sets, False
-    if isinstance(genes, str | os.PathLike):
-        if os.path.isfile(genes):
-            sets = read_gmt(genes)
-            return sets, len(sets) == 1
-        name = str(genes).rsplit(":", 1)[-1]
-        return {name: as_gene_list(genes)}, True
-    if isinstance(genes, bytes) or not isinstance(genes, Iterable):
-        raise TypeError("genes must be a list of gene identifiers, a mapping of set name → genes, or a GMT path.")
-    return {"genes": as_gene_list(genes)}, True
+    return sets, len(sets) == 1
 
 
 def match_gene_sets(sets: Mapping[str, list[str]], var_names: Any) -> dict[str, np.ndarray]:

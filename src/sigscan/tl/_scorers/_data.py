@@ -10,6 +10,7 @@ import numpy as np
 from scipy import sparse
 
 from ..._stream import iter_row_batches
+from ..._utils import row_factors
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -18,22 +19,9 @@ if TYPE_CHECKING:
 DEFAULT_CHUNK_SIZE = 2_000
 
 
-def looks_like_counts(matrix: Any, *, n_rows: int = 500) -> bool:
-    """Whether the first rows of ``matrix`` hold non-negative integers only (raw counts, not log-normalised data)."""
-    block = matrix[: min(n_rows, matrix.shape[0])]
-    if hasattr(block, "compute"):
-        block = block.compute()
-    values = block.data if sparse.issparse(block) else np.asarray(block).ravel()
-    if values.size == 0:
-        return False
-    return bool(np.all(values >= 0) and np.array_equal(values, np.round(values)))
-
-
 def log_normalize(chunk: sparse.csr_matrix, target_sum: float) -> sparse.csr_matrix:
     """``log1p(normalize_total(chunk, target_sum))`` on a CSR chunk, as a new matrix (the input is not modified)."""
-    totals = np.asarray(chunk.sum(axis=1, dtype=np.float64)).ravel()
-    factors = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
-    data = chunk.data * np.repeat(factors, np.diff(chunk.indptr))
+    data = chunk.data * np.repeat(row_factors(chunk, target_sum), np.diff(chunk.indptr))
     out = sparse.csr_matrix((np.log1p(data).astype(np.float32), chunk.indices.copy(), chunk.indptr.copy()), chunk.shape)
     return out
 
