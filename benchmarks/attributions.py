@@ -44,7 +44,7 @@ def _model_dir() -> Path:
 
     path = workdir() / "scimilarity_random"
     if not (path / "encoder.ckpt").exists():
-        model = ss.models.SCimilarity.random(pbmc_gene_order(), hidden_dim=HIDDEN, latent_dim=LATENT, seed=0)
+        model = ss.models.SCimilarity.random(pbmc_gene_order(), hidden_dim=HIDDEN, latent_dim=LATENT, random_state=0)
         model.save(path)
         (path / "label_ints.csv").write_text(",0\n0,cell\n")  # the reference loader requires this file
     return path

@@ -59,7 +59,7 @@ def scimilarity_genes(_pbmc_small) -> list[str]:
 @pytest.fixture(scope="session")
 def scimilarity_model(scimilarity_genes):
     """SCimilarity-architecture model with random weights (hidden 64-64, latent 16)."""
-    return ss.models.SCimilarity.random(scimilarity_genes, hidden_dim=(64, 64), latent_dim=16, seed=0)
+    return ss.models.SCimilarity.random(scimilarity_genes, hidden_dim=(64, 64), latent_dim=16, random_state=0)
 
 
 @pytest.fixture(scope="session")

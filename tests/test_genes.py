@@ -20,7 +20,7 @@ def _layer(adata, model, **kwargs):
 def census_like_model(_pbmc_small):
     """A model whose gene order is Ensembl IDs (as the CELLxGENE Census models), 1,200 genes of the slice."""
     ids = list(_pbmc_small.var["gene_ids"].astype(str)[::2][:1200])
-    return ss.models.SCimilarity.random(ids, hidden_dim=(32,), latent_dim=8, seed=4)
+    return ss.models.SCimilarity.random(ids, hidden_dim=(32,), latent_dim=8, random_state=4)
 
 
 def test_identifier_type():

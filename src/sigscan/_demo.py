@@ -20,7 +20,7 @@ import pandas as pd
 
 from ._logging import logger
 from ._utils import cache_dir
-from .tl._presets import PBMC3K_PANGLAODB
+from .datasets import pbmc3k_signatures
 
 _CACHE_VERSION = "v1"
 IFN_SET = "HALLMARK_INTERFERON_ALPHA_RESPONSE"
@@ -38,7 +38,7 @@ def _gene_space(adata: Any, gene_sets: dict[str, list[str]], n_top_genes: int = 
     return [g for g in adata.var_names if g in chosen]
 
 
-def train_demo_model(adata: Any, genes: list[str], *, name: str, max_epochs: int, seed: int = 0) -> Any:
+def train_demo_model(adata: Any, genes: list[str], *, name: str, max_epochs: int, random_state: int = 0) -> Any:
     """Train a small scVI model on ``adata[:, genes]`` once, then load it from the cache folder."""
     import scvi
 
@@ -51,7 +51,7 @@ def train_demo_model(adata: Any, genes: list[str], *, name: str, max_epochs: int
     logger.warning(
         "training a small scVI model on %s (%d genes, %d epochs; cached afterwards)", name, len(genes), max_epochs
     )
-    scvi.settings.seed = seed
+    scvi.settings.seed = random_state
     train = adata[:, genes].copy()
     scvi.model.SCVI.setup_anndata(train)
     model = scvi.model.SCVI(train, n_hidden=128, n_latent=10, n_layers=1)
@@ -105,7 +105,7 @@ def _pbmc3k_part(out: Path, timings: dict[str, float], *, max_epochs: int, n_spl
     pp.attributions(adata, model, method="ig", progress=False)
     timings["PBMC3k IG attributions"] = time.perf_counter() - start
     key = "attr_scvi_ig"
-    signatures = list(dict.fromkeys(PBMC3K_PANGLAODB.values()))
+    signatures = list(dict.fromkeys(pbmc3k_signatures().values()))
     for set_name in signatures:
         tl.attribution_score(adata, gene_sets[set_name], layer=key, key_added=set_name)
 
@@ -124,7 +124,7 @@ def _pbmc3k_part(out: Path, timings: dict[str, float], *, max_epochs: int, n_spl
 
     start = time.perf_counter()
     table = tl.compare_scorers(
-        adata, PBMC3K_PANGLAODB, "cell_type", gmt=gene_sets, preset="paper", n_splits=n_splits, attribution_layer=key
+        adata, pbmc3k_signatures(), "cell_type", gmt=gene_sets, preset="paper", n_splits=n_splits, attribution_layer=key
     )
     timings["PBMC3k scorer comparison"] = time.perf_counter() - start
     table.to_csv(out / "compare_scorers.csv", index=False)
@@ -167,7 +167,7 @@ def _signature_ranks(adata: Any, signatures: list[str]) -> pd.DataFrame:
     labels = adata.obs["cell_type"].astype(str)
     rows = []
     for set_name in signatures:
-        marked = [cell_type for cell_type, name in PBMC3K_PANGLAODB.items() if name == set_name]
+        marked = [cell_type for cell_type, name in pbmc3k_signatures().items() if name == set_name]
         means = adata.obs[set_name].groupby(labels, observed=True).mean().sort_values(ascending=False)
         rows.append(
             {
@@ -198,7 +198,7 @@ def _kang_part(out: Path, timings: dict[str, float], *, max_epochs: int) -> list
         adata.obs,
         "ifn_hit",
         sample_key="sample",
-        group_key="cell_type",
+        groupby="cell_type",
         min_cells=25,
         min_samples=3,
         sample_columns=["condition"],

@@ -27,6 +27,19 @@ genes
     dropped with one warning; duplicates are collapsed."""
 
 
+doc_show_save_ax = """\
+ax
+    Axes to draw into: one Axes, or a sequence with one Axes per panel (default: a new figure).
+figsize
+    Size of a new figure (ignored when ``ax`` is given).
+show
+    Show the figure (returns ``None`` then).
+save
+    Path to save the figure to.
+return_fig
+    Return the :class:`~matplotlib.figure.Figure` instead of the Axes."""
+
+
 def doc_params(**kwargs: str) -> Callable[[F], F]:
     """Fill ``{name}`` placeholder lines of a docstring with shared text, indented like the placeholder.
 

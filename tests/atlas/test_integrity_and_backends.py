@@ -141,7 +141,7 @@ def test_hits_workflow_on_atlas_scores(tmp_path, model, kang, gene_set):
     assert table["hit"].dtype == bool
     # about 10% hits within each cell type
     assert np.allclose(table.groupby("cell_type", observed=True)["hit"].mean(), 0.1, atol=0.06)
-    fractions = ss.tl.sample_hits(table, "hit", sample_key="sample", group_key="disease", min_cells=10, min_samples=2)
+    fractions = ss.tl.sample_hits(table, "hit", sample_key="sample", groupby="disease", min_cells=10, min_samples=2)
     assert len(fractions) == 4
     counts = kang.obs["sample"].astype(str).value_counts()
     by_sample = fractions.set_index(fractions["sample"].astype(str))

@@ -70,7 +70,7 @@ def test_datasets_are_fresh_copies():
 
 
 def test_toy():
-    adata = ss.datasets.toy(n_cells=120, n_genes=60, n_groups=3, program_size=5, seed=2)
+    adata = ss.datasets.toy(n_cells=120, n_genes=60, n_groups=3, program_size=5, random_state=2)
     assert adata.shape == (120, 60)
     _assert_raw_counts(adata)
     assert adata.uns["programs"]["group1"] == [f"PROG1_{i}" for i in range(5)]
@@ -79,7 +79,7 @@ def test_toy():
         inside = (adata.obs["group"] == group).to_numpy()
         program = adata[:, genes].X.toarray().mean(axis=1)
         assert program[inside].mean() > 2 * program[~inside].mean()
-    again = ss.datasets.toy(n_cells=120, n_genes=60, n_groups=3, program_size=5, seed=2)
+    again = ss.datasets.toy(n_cells=120, n_genes=60, n_groups=3, program_size=5, random_state=2)
     np.testing.assert_array_equal(again.X.toarray(), adata.X.toarray())
     with pytest.raises(ValueError, match="must not exceed n_genes"):
         ss.datasets.toy(n_genes=10, n_groups=3, program_size=5)

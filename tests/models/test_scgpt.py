@@ -44,7 +44,7 @@ def genes() -> pd.Index:
 
 @pytest.fixture(scope="module")
 def model(genes) -> ss.models.ScGPT:
-    return ss.models.ScGPT.random(genes, **SIZES, seed=3)
+    return ss.models.ScGPT.random(genes, **SIZES, random_state=3)
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +244,7 @@ def test_cls_embedding_equals_plain_transformer_encoder(model, adata, tmp_path):
 
 
 def test_long_cells_are_chunked_deterministically(genes):
-    model = ss.models.ScGPT.random(genes, **SIZES, seed=1, max_length=4)  # 3 genes per sequence
+    model = ss.models.ScGPT.random(genes, **SIZES, random_state=1, max_length=4)  # 3 genes per sequence
     values = np.zeros((2, N_GENES), dtype=np.float32)
     values[0, [2, 5, 9, 11, 20, 30, 33]] = [7, 1, 50, 3, 22, 9, 12]  # 7 genes → 3 chunks
     values[1, [4, 8]] = [2, 40]  # fits in one sequence
@@ -392,7 +392,7 @@ def test_ig_completeness_on_the_value_tensor(model, adata):
 
 
 def test_chunked_and_internally_batched_ig_is_complete(genes, adata, monkeypatch):
-    model = ss.models.ScGPT.random(genes, **SIZES, seed=2, max_length=6)  # cells split into up to 5 chunks
+    model = ss.models.ScGPT.random(genes, **SIZES, random_state=2, max_length=6)  # cells split into up to 5 chunks
     counts = model_counts(adata, model)
     assert np.diff(counts.indptr).max() > 5 * 2
     full = ss.pp.completeness(adata, model, n_steps=16, device="cpu")

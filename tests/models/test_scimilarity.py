@@ -55,7 +55,7 @@ def test_published_folder_format(scimilarity_model, tmp_path):
 
 
 def test_architecture_inferred_from_layer_sizes(scimilarity_genes, tmp_path):
-    model = ss.models.SCimilarity.random(scimilarity_genes, hidden_dim=(48, 32, 24), latent_dim=8, seed=5)
+    model = ss.models.SCimilarity.random(scimilarity_genes, hidden_dim=(48, 32, 24), latent_dim=8, random_state=5)
     loaded = ss.models.SCimilarity(model.save(tmp_path / "m"))
     assert [layer[1].out_features for layer in loaded.module.network[:-1]] == [48, 32, 24]
     assert loaded.embedding_dim == 8
@@ -112,9 +112,9 @@ def test_embedding_l2_normalised_and_first_linear_split(scimilarity_model, pbmc_
 
 
 def test_random_is_seeded(scimilarity_genes):
-    a = ss.models.SCimilarity.random(scimilarity_genes, hidden_dim=(8,), latent_dim=4, seed=11)
-    b = ss.models.SCimilarity.random(scimilarity_genes, hidden_dim=(8,), latent_dim=4, seed=11)
-    c = ss.models.SCimilarity.random(scimilarity_genes, hidden_dim=(8,), latent_dim=4, seed=12)
+    a = ss.models.SCimilarity.random(scimilarity_genes, hidden_dim=(8,), latent_dim=4, random_state=11)
+    b = ss.models.SCimilarity.random(scimilarity_genes, hidden_dim=(8,), latent_dim=4, random_state=11)
+    c = ss.models.SCimilarity.random(scimilarity_genes, hidden_dim=(8,), latent_dim=4, random_state=12)
     assert a.checksum == b.checksum != c.checksum
     assert a.l2_normalized and a.requires_counts
     assert repr(a) == "SCimilarity(name='scimilarity', n_genes=1550, embedding_dim=4)"
@@ -137,7 +137,7 @@ def test_residual_encoder_fast_path_and_round_trip(
 ):
     torch.manual_seed(7)
     encoder = ss.models.SCimilarityEncoder(len(scimilarity_genes), latent_dim=8, hidden_dim=(32, 32, 32), residual=True)
-    model = ss.models.SCimilarity.from_encoder(encoder, scimilarity_genes)
+    model = ss.models.SCimilarity.from_module(encoder, scimilarity_genes)
     layers = {}
     for engine in ("fast", "captum"):
         adata = pbmc_small.copy()

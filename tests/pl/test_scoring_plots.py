@@ -44,9 +44,27 @@ def test_score_distributions(compared, kind, tmp_path):
 def test_sample_hits_plot_orders_by_mean(compared, tmp_path):
     ss.tl.score_genes(compared, compared.uns["programs"]["group2"], method="mean", key_added="p2")
     ss.tl.hits(compared, "p2", percentile=80)
-    table = ss.tl.sample_hits(compared, "p2_hit", sample_key="sample", group_key="group", min_cells=3)
+    table = ss.tl.sample_hits(compared, "p2_hit", sample_key="sample", groupby="group", min_cells=3)
     ax = ss.pl.sample_hits(table, save=tmp_path / "h.png")
     order = [t.get_text() for t in ax.get_xticklabels()]
     means = table.groupby("group")["hit_fraction"].mean().sort_values(ascending=False)
     assert order == list(means.index) and order[0] == "group2"
+    plt.close("all")
+
+
+def test_plots_share_ax_and_return_fig(compared):
+    """Every plot takes ``ax`` (one Axes per panel) and ``return_fig`` the same way."""
+    ss.tl.score_genes(compared, compared.uns["programs"]["group1"], method="ucell")
+    ss.tl.score_genes(compared, compared.uns["programs"]["group2"], method="mean", key_added="p2")
+    ss.tl.hits(compared, "p2", percentile=80)
+    figure, axes = plt.subplots(1, 2)
+    drawn = ss.pl.compare_scorers(compared, ax=axes)
+    assert list(drawn) == list(axes) and axes[0].get_title() == "F1 (logreg)"
+    assert ss.pl.compare_scorers(compared, ax=axes, return_fig=True) is figure
+    with pytest.raises(ValueError, match="one Axes per panel"):
+        ss.pl.compare_scorers(compared, ax=axes[0])
+    figure, ax = plt.subplots()
+    assert ss.pl.score_distributions(compared, "ucell_score", "group", ax=ax)[0] is ax
+    table = ss.tl.sample_hits(compared, "p2_hit", sample_key="sample", groupby="group", min_cells=3)
+    assert ss.pl.sample_hits(table, ax=ax, return_fig=True) is figure
     plt.close("all")

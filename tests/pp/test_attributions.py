@@ -437,8 +437,8 @@ def test_out_refuses_foreign_store(scimilarity_model, pbmc_small, tmp_path):
 
 def test_other_model_weights_refuse_resume(scimilarity_genes, pbmc_small, tmp_path, monkeypatch):
     out = tmp_path / "attr.zarr"
-    first = ss.models.SCimilarity.random(scimilarity_genes, hidden_dim=(16,), latent_dim=4, seed=1)
-    second = ss.models.SCimilarity.random(scimilarity_genes, hidden_dim=(16,), latent_dim=4, seed=2)
+    first = ss.models.SCimilarity.random(scimilarity_genes, hidden_dim=(16,), latent_dim=4, random_state=1)
+    second = ss.models.SCimilarity.random(scimilarity_genes, hidden_dim=(16,), latent_dim=4, random_state=2)
     monkeypatch.setattr(_engine, "FastPath", _failing_engine(1, []))
     with pytest.raises(_Interrupt):
         run(pbmc_small.copy(), first, method="ixg", batch_size=10, out=out)

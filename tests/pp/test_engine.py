@@ -154,7 +154,7 @@ def test_batch_size_does_not_change_results(scvi_model, scvi_adata):
 
 def test_module_state_restored_and_dropout_off(scimilarity_genes, pbmc_small):
     """Attributions run in eval mode with frozen weights; the module's own mode and flags are restored after."""
-    model = ss.models.SCimilarity.random(scimilarity_genes, hidden_dim=(32,), latent_dim=8, seed=3)
+    model = ss.models.SCimilarity.random(scimilarity_genes, hidden_dim=(32,), latent_dim=8, random_state=3)
     expected, _ = _layer(pbmc_small.copy(), model, "ixg")
     model.module.train()
     flags = [p.requires_grad for p in model.module.parameters()]

@@ -12,14 +12,14 @@ from scipy import sparse
 
 import sigscan as ss
 from sigscan.tl import _classify
-from sigscan.tl._presets import PBMC3K_PANGLAODB, preset_options
+from sigscan.tl._presets import preset_options
 
 FAST = {"ans": {"ctrl_size": 20}}
 
 
 @pytest.fixture
 def toy() -> ad.AnnData:
-    return ss.datasets.toy(n_cells=240, n_genes=120, seed=3)
+    return ss.datasets.toy(n_cells=240, n_genes=120, random_state=3)
 
 
 def test_table_shape_columns_and_storage(toy, tmp_path):
@@ -116,7 +116,7 @@ def test_pbmc3k_markers_beat_shuffled_gene_labels(pbmc_counts, pbmc_gene_sets):
     adata = pbmc_counts.copy()
     model = ss.models.SCimilarity.random(adata.var_names, hidden_dim=(32,), latent_dim=8)
     ss.pp.attributions(adata, model, method="ig", n_steps=16, progress=False)
-    labels = {label: PBMC3K_PANGLAODB[label] for label in ("B cells", "NK cells")}
+    labels = {label: ss.datasets.pbmc3k_signatures()[label] for label in ("B cells", "NK cells")}
     shuffled = adata.copy()
     shuffled.var_names = adata.var_names[np.random.default_rng(0).permutation(adata.n_vars)]
     kwargs = dict(gmt=pbmc_gene_sets, n_splits=3, preset="paper")

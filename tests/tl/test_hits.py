@@ -62,7 +62,7 @@ def test_hits_on_anndata_writes_obs_and_uns():
 def test_sample_hits_fractions_and_filters(cells):
     marked = ss.tl.hits(cells, "score", percentile=50)
     table = ss.tl.sample_hits(
-        marked, "score_hit", sample_key="sample", group_key="cell_type", min_cells=20, sample_columns=["condition"]
+        marked, "score_hit", sample_key="sample", groupby="cell_type", min_cells=20, sample_columns=["condition"]
     )
     assert list(table.columns) == ["cell_type", "sample", "condition", "n_cells", "n_hits", "hit_fraction"]
     for _, row in table.iterrows():
@@ -72,12 +72,12 @@ def test_sample_hits_fractions_and_filters(cells):
     assert (table["n_cells"] >= 20).all()
     # a group with too few samples left is dropped
     strict = ss.tl.sample_hits(
-        marked, "score_hit", sample_key="sample", group_key="cell_type", min_cells=30, min_samples=8
+        marked, "score_hit", sample_key="sample", groupby="cell_type", min_cells=30, min_samples=8
     )
     counts = marked.groupby(["cell_type", "sample"]).size()
     expected = {g for g, n in (counts >= 30).groupby(level=0).sum().items() if n >= 8}
     assert set(strict["cell_type"]) == expected
-    assert table.attrs["sigscan"]["group_key"] == "cell_type"
+    assert table.attrs["sigscan"]["groupby"] == "cell_type"
     with pytest.raises(ValueError, match="boolean"):
         ss.tl.sample_hits(marked, "score", sample_key="sample")
     with pytest.raises(ValueError, match="not constant"):

@@ -219,7 +219,7 @@ def test_chunked_on_the_fly_normalisation_equals_prenormalised(method, pbmc_logn
     counts_before = adata.layers["counts"].copy()
     x_before = adata.X.copy()
     ss.tl.score_genes(adata, genes, method=method, key_added="pre", normalize=False)
-    ss.tl.score_genes(adata, genes, method=method, layer="counts", key_added="fly", chunk_size=37)
+    ss.tl.score_genes(adata, genes, method=method, layer="counts", key_added="fly", batch_size=37)
     assert adata.uns["sigscan"]["score_genes"]["fly"]["normalized_on_the_fly"]
     np.testing.assert_allclose(adata.obs["fly"], adata.obs["pre"], rtol=1e-4, atol=1e-5)
     # X and layers untouched, still sparse

@@ -306,7 +306,7 @@ class Atlas:
         columns = ["shard", "n_cells", "nnz", "nnz_per_cell", "model", "method", "checksum", "path"]
         return pd.DataFrame(rows, columns=columns).set_index("shard")
 
-    def verify(self, *, progress: bool = False) -> pd.DataFrame:
+    def verify(self, *, progress: bool = True) -> pd.DataFrame:
         """Check every shard against the manifest: it opens, its gene order, shape, non-zeros and checksum match.
 
         Returns
@@ -358,7 +358,7 @@ class Atlas:
         shards: Sequence[str] | None = None,
         backend: Backend | Any = "threads",
         n_jobs: int | None = None,
-        progress: bool = False,
+        progress: bool = True,
     ) -> pd.DataFrame:
         """Score a gene set over every cell of the atlas (SIGnature's mean attribution, zeros counted).
 
@@ -516,7 +516,7 @@ class Atlas:
         attr_name: str = "vals",
         x_name: str = "x",
         y_name: str = "y",
-        progress: bool = False,
+        progress: bool = True,
     ) -> Atlas:
         """Import a SIGnature TileDB attribution array into a new atlas, streaming ``cells_per_shard`` cells at a time.
 

@@ -2,44 +2,31 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 
-def _column_sums_numpy(
-    data: np.ndarray, indices: np.ndarray, col_ptr: np.ndarray, weights: np.ndarray, out: np.ndarray
-) -> None:
-    from scipy import sparse
+@numba.njit(nogil=True, cache=True)
+def _column_sums_numba(data, indices, col_ptr, weights, out):  # pragma: no cover - compiled
+    for j in range(len(weights)):
+        w = weights[j]
+        for k in range(col_ptr[j], col_ptr[j + 1]):
+            out[indices[k]] += np.float64(data[k]) * w
 
-    out += sparse.csc_matrix((data, indices, col_ptr), shape=(len(out), len(weights))) @ weights
 
-
-try:
-    import numba
-
-    @numba.njit(nogil=True, cache=True)
-    def _column_sums_numba(data, indices, col_ptr, weights, out):  # pragma: no cover - compiled
-        for j in range(len(weights)):
-            w = weights[j]
-            for k in range(col_ptr[j], col_ptr[j + 1]):
-                out[indices[k]] += np.float64(data[k]) * w
-
-    @numba.njit(nogil=True, cache=True)
-    def _range_sums_numba(data, indices, starts, stops, weights, out):  # pragma: no cover - compiled
-        n = out.shape[0]
-        bad = 0
-        for j in range(len(weights)):
-            w = weights[j]
-            for k in range(starts[j], stops[j]):
-                row = indices[k]
-                if row < 0 or row >= n:
-                    bad += 1
-                else:
-                    out[row] += np.float64(data[k]) * w
-        return bad
-
-except ImportError:  # pragma: no cover - numba comes with scanpy
-    _column_sums_numba = None
-    _range_sums_numba = None
+@numba.njit(nogil=True, cache=True)
+def _range_sums_numba(data, indices, starts, stops, weights, out):  # pragma: no cover - compiled
+    n = out.shape[0]
+    bad = 0
+    for j in range(len(weights)):
+        w = weights[j]
+        for k in range(starts[j], stops[j]):
+            row = indices[k]
+            if row < 0 or row >= n:
+                bad += 1
+            else:
+                out[row] += np.float64(data[k]) * w
+    return bad
 
 
 def weighted_column_sums(
@@ -53,10 +40,7 @@ def weighted_column_sums(
     """
     out = np.zeros(n_rows, dtype=np.float64)
     weights = np.ascontiguousarray(weights, dtype=np.float64)
-    if _column_sums_numba is not None:
-        _column_sums_numba(data, indices, np.ascontiguousarray(col_ptr, dtype=np.int64), weights, out)
-    else:
-        _column_sums_numpy(data, indices, col_ptr, weights, out)
+    _column_sums_numba(data, indices, np.ascontiguousarray(col_ptr, dtype=np.int64), weights, out)
     return out
 
 
@@ -68,14 +52,6 @@ def sum_column_ranges(
     Returns the float64 sums and the number of out-of-range row numbers met (those entries are skipped).
     """
     weights = np.ascontiguousarray(weights, dtype=np.float64)
-    if _range_sums_numba is not None:
-        out = np.zeros(n_rows, dtype=np.float64)
-        bad = _range_sums_numba(data, indices, np.asarray(starts, np.int64), np.asarray(stops, np.int64), weights, out)
-        return out, int(bad)
-    take = np.concatenate([np.arange(a, b) for a, b in zip(starts.tolist(), stops.tolist(), strict=True)] or [[]])
-    take = take.astype(np.int64)
-    rows = np.asarray(indices[take])
-    if len(rows) and (rows.min() < 0 or rows.max() >= n_rows):
-        return np.zeros(n_rows), 1
-    col_ptr = np.r_[0, np.cumsum(np.asarray(stops) - np.asarray(starts))]
-    return weighted_column_sums(np.asarray(data[take]), rows, col_ptr, weights, n_rows), 0
+    out = np.zeros(n_rows, dtype=np.float64)
+    bad = _range_sums_numba(data, indices, np.asarray(starts, np.int64), np.asarray(stops, np.int64), weights, out)
+    return out, int(bad)

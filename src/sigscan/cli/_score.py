@@ -30,8 +30,9 @@ def _options(pairs: list[str]) -> dict[str, Any]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``score`` and ``compare`` sub-commands."""
-    from ..tl._compare import DEFAULT_METHODS
-    from ..tl._scorers import SCORERS
+    from ..tl import DEFAULT_COMPARE_METHODS, scorers
+
+    methods = list(scorers().index)
 
     score = subparsers.add_parser(
         "score",
@@ -46,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--genes", help="one gene set: a gene list file (one per line), FILE.gmt:SET, or a comma-separated list"
     )
     source.add_argument("--gmt", help="GMT file (all sets) or FILE:SET for one set")
-    score.add_argument("--method", required=True, choices=list(SCORERS))
+    score.add_argument("--method", required=True, choices=methods)
     score.add_argument("--layer", default=None, help="layer to read (default X; the attribution layer for attribution)")
     score.add_argument("--normalize", default="auto", choices=("auto", "yes", "no"), help="log-normalise counts")
     score.add_argument("--key-added", default=None, help="obs column (or prefix for several sets)")
@@ -77,8 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--methods",
         nargs="+",
         default=None,
-        choices=list(SCORERS),
-        help=f"default: {' '.join(DEFAULT_METHODS)} (attribution only if a layer exists)",
+        choices=methods,
+        help=f"default: {' '.join(DEFAULT_COMPARE_METHODS)} (attribution only if a layer exists)",
     )
     compare.add_argument("--classifiers", nargs="+", default=["logreg", "otsu"], choices=("logreg", "otsu"))
     compare.add_argument("--n-splits", type=int, default=25)
@@ -135,8 +136,7 @@ def run_compare(args: argparse.Namespace) -> int:
     from .. import pl
     from .._attribution_layer import has_attributions as has_attribution_layer
     from .._gene_sets import read_gene_sets
-    from ..tl import compare_scorers
-    from ..tl._compare import DEFAULT_METHODS
+    from ..tl import DEFAULT_COMPARE_METHODS, compare_scorers
 
     adata = read_anndata(args.input)
     if args.groupby not in adata.obs:
@@ -159,7 +159,7 @@ def run_compare(args: argparse.Namespace) -> int:
     methods = args.methods
     if methods is None:
         has_attributions = has_attribution_layer(adata) or args.attribution_layer is not None
-        methods = [m for m in DEFAULT_METHODS if has_attributions or m != "attribution"]
+        methods = [m for m in DEFAULT_COMPARE_METHODS if has_attributions or m != "attribution"]
         if not has_attributions:
             print("no attribution layer found: comparing expression scorers only", file=sys.stderr)
     table = compare_scorers(

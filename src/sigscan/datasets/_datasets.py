@@ -72,3 +72,33 @@ def gene_sets(name: str) -> dict[str, list[str]]:
     if name not in _GENE_SETS:
         raise KeyError(f"Unknown gene-set collection {name!r}; available: {', '.join(_GENE_SETS)}.")
     return read_gmt(_data_path("genesets/" + _GENE_SETS[name]))
+
+
+#: PBMC3k cell types (``obs["cell_type"]`` of :func:`pbmc3k`) → PanglaoDB immune set names (:func:`gene_sets`
+#: ``("panglaodb_immune")``). Both monocyte populations use the monocyte set.
+_PBMC3K_PANGLAODB: dict[str, str] = {
+    "CD4 T cells": "PANGLAODB_T_HELPER_CELLS",
+    "CD14+ Monocytes": "PANGLAODB_MONOCYTES",
+    "B cells": "PANGLAODB_B_CELLS",
+    "CD8 T cells": "PANGLAODB_T_CYTOTOXIC_CELLS",
+    "NK cells": "PANGLAODB_NK_CELLS",
+    "FCGR3A+ Monocytes": "PANGLAODB_MONOCYTES",
+    "Dendritic cells": "PANGLAODB_DENDRITIC_CELLS",
+    "Megakaryocytes": "PANGLAODB_MEGAKARYOCYTES",
+}
+
+
+def pbmc3k_signatures() -> dict[str, str]:
+    """PBMC3k cell type → PanglaoDB immune gene-set name: the labels of the SIGnature scorer comparison.
+
+    Keys are the ``obs["cell_type"]`` labels of :func:`pbmc3k`; values name sets of
+    :func:`gene_sets` ``("panglaodb_immune")`` (both monocyte populations use the monocyte set). Pass it to
+    :func:`sigscan.tl.compare_scorers` with ``gmt=ss.datasets.gene_sets("panglaodb_immune")``.
+
+    Examples
+    --------
+    >>> import sigscan as ss
+    >>> ss.datasets.pbmc3k_signatures()["B cells"]
+    'PANGLAODB_B_CELLS'
+    """
+    return dict(_PBMC3K_PANGLAODB)

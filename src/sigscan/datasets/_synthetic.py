@@ -14,7 +14,7 @@ def toy(
     n_groups: int = 3,
     program_size: int = 10,
     *,
-    seed: int = 0,
+    random_state: int = 0,
 ) -> ad.AnnData:
     """Negative-binomial counts where each group over-expresses its own program of genes.
 
@@ -22,8 +22,8 @@ def toy(
     ----------
     n_cells, n_genes, n_groups, program_size
         Size of the data; group ``g`` over-expresses genes ``PROG{g}_0 …`` fourfold.
-    seed
-        Random seed.
+    random_state
+        Seed of the random generator.
 
     Returns
     -------
@@ -37,7 +37,7 @@ def toy(
     """
     if n_groups * program_size > n_genes:
         raise ValueError("n_groups * program_size must not exceed n_genes")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     names = [f"PROG{g}_{i}" for g in range(n_groups) for i in range(program_size)]
     names += [f"GENE{i}" for i in range(n_genes - len(names))]
     base = rng.gamma(0.6, 1.0, size=n_genes)

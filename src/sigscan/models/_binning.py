@@ -40,15 +40,6 @@ def digitize_bounds(values: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, 
     return np.digitize(values, edges), np.digitize(values, edges, right=True)
 
 
-def bin_values(values: np.ndarray, uniforms: np.ndarray, n_bins: int = N_BINS) -> np.ndarray:
-    """Bins (1 … ``n_bins - 1``) of one cell's non-zero ``values`` given one uniform draw in [0, 1) per value."""
-    values = np.asarray(values)
-    if values.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    left, right = digitize_bounds(values, quantile_edges(values, n_bins))
-    return np.ceil(uniforms * (right - left) + left).astype(np.int64)
-
-
 def tie_uniforms(genes: np.ndarray, seed: int) -> np.ndarray:
     """One uniform draw per expressed gene, from a generator keyed by ``seed`` and the cell's expressed genes."""
     digest = hashlib.blake2b(np.ascontiguousarray(genes, dtype=np.int64).tobytes(), digest_size=16)

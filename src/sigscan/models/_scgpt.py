@@ -357,7 +357,7 @@ class ScGPT(AttributionModel):
         The checkpoint folder.
     max_length
         Longest sequence, ``<cls>`` included (the published default 1,200), or ``None`` for no limit.
-    seed
+    random_state
         Seed of the tie-breaking draws of the binning.
     min_gene_overlap
         Fewer vocabulary genes than this in the data raise an error.
@@ -391,7 +391,7 @@ class ScGPT(AttributionModel):
         path: str | os.PathLike,
         *,
         max_length: int | None = 1200,
-        seed: int = 0,
+        random_state: int = 0,
         min_gene_overlap: int = 500,
         name: str = "scgpt",
     ):
@@ -412,7 +412,14 @@ class ScGPT(AttributionModel):
         )
         self.ignored_keys = load_encoder_state(encoder, _read_state(path / "best_model.pt"), source=str(path))
         self._init(
-            encoder, vocab, config, args, max_length=max_length, seed=seed, min_gene_overlap=min_gene_overlap, name=name
+            encoder,
+            vocab,
+            config,
+            args,
+            max_length=max_length,
+            random_state=random_state,
+            min_gene_overlap=min_gene_overlap,
+            name=name,
         )
         self.path = path
 
@@ -424,7 +431,7 @@ class ScGPT(AttributionModel):
         args: dict[str, Any],
         *,
         max_length: int | None,
-        seed: int,
+        random_state: int,
         min_gene_overlap: int,
         name: str,
     ) -> None:
@@ -441,7 +448,7 @@ class ScGPT(AttributionModel):
         self.cls_id = vocab["<cls>"]
         self.pad_value = config.pad_value
         self.max_length = None if max_length is None else int(max_length)
-        self.seed = int(seed)
+        self.random_state = int(random_state)
         self.min_gene_overlap = min_gene_overlap
         self.name = name
         self.path = None
@@ -459,14 +466,14 @@ class ScGPT(AttributionModel):
         nlayers: int = 12,
         dropout: float = 0.2,
         pad_value: float = -2,
-        seed: int = 0,
+        random_state: int = 0,
         max_length: int | None = 1200,
         min_gene_overlap: int = 500,
         name: str = "scgpt",
     ) -> ScGPT:
         """A scGPT-architecture model with random weights (for tests, tutorials and benchmarks).
 
-        The defaults are the sizes of the published whole-human model; ``seed`` seeds the weights. LayerNorm scales
+        The defaults are the sizes of the published whole-human model; ``random_state`` seeds the weights. LayerNorm scales
         and shifts are randomised too, so that every parameter matters. Save it with :meth:`save`.
         """
         genes = pd.Index(gene_order).astype(str)
@@ -476,7 +483,7 @@ class ScGPT(AttributionModel):
         for token in SPECIAL_TOKENS:
             vocab[token] = len(vocab)
         with torch.random.fork_rng():
-            torch.manual_seed(seed)
+            torch.manual_seed(random_state)
             encoder = ScGPTEncoder(len(vocab), embsize, nheads, d_hid, nlayers, dropout)
             with torch.no_grad():
                 encoder.encoder.embedding.weight.uniform_(-0.1, 0.1)  # the published initialisation
@@ -509,7 +516,7 @@ class ScGPT(AttributionModel):
             _Config.from_args(args, source="ScGPT.random"),
             args,
             max_length=max_length,
-            seed=0,
+            random_state=0,
             min_gene_overlap=min_gene_overlap,
             name=name,
         )
@@ -544,7 +551,7 @@ class ScGPT(AttributionModel):
 
     def preprocess(self, counts: sparse.csr_matrix) -> sparse.csr_matrix:
         """Counts (or any non-negative values) aligned to :attr:`gene_order` → binned values (CSR float32)."""
-        return bin_matrix(counts, seed=self.seed, n_bins=self.config.n_bins)
+        return bin_matrix(counts, seed=self.random_state, n_bins=self.config.n_bins)
 
     def check_method(self, method: str) -> None:
         if method == "dl":

@@ -163,7 +163,7 @@ class SCimilarity(AttributionModel):
         self.path = None
 
     @classmethod
-    def from_encoder(
+    def from_module(
         cls,
         encoder: SCimilarityEncoder,
         gene_order: Sequence[str],
@@ -183,20 +183,20 @@ class SCimilarity(AttributionModel):
         *,
         hidden_dim: Sequence[int] = (1024, 1024),
         latent_dim: int = 128,
-        seed: int = 0,
+        random_state: int = 0,
         **kwargs,
     ) -> SCimilarity:
         """An SCimilarity-architecture model with random weights (for tests, tutorials and benchmarks)."""
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator().manual_seed(random_state)
         with torch.random.fork_rng():
-            torch.manual_seed(seed)
+            torch.manual_seed(random_state)
             encoder = SCimilarityEncoder(len(gene_order), latent_dim=latent_dim, hidden_dim=hidden_dim)
         for module in encoder.modules():
             if isinstance(module, nn.BatchNorm1d):
                 n = module.num_features
                 module.running_mean.copy_(0.1 * torch.randn(n, generator=generator))
                 module.running_var.copy_(0.5 + torch.rand(n, generator=generator))
-        return cls.from_encoder(encoder, gene_order, **kwargs)
+        return cls.from_module(encoder, gene_order, **kwargs)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the published folder format (``encoder.ckpt``, ``gene_order.tsv``, ``layer_sizes.json``)."""

@@ -55,8 +55,9 @@ class SCVI(AttributionModel):
     l2_normalized = False
 
     def __init__(self, model: scvi.model.SCVI | str | os.PathLike, *, min_gene_overlap: int = 500, name: str = "scvi"):
+        var_names = None
         if isinstance(model, str | os.PathLike):
-            model = _load_scvi(Path(model))
+            model, var_names = _load_scvi(Path(model))
         module = model.module
         if getattr(module, "encode_covariates", False):
             raise ValueError(
@@ -67,7 +68,7 @@ class SCVI(AttributionModel):
         self.scvi_model = model
         self.z_encoder = module.z_encoder.eval()
         self.log_variational = bool(getattr(module, "log_variational", True))
-        self.gene_order = pd.Index(_var_names(model)).astype(str)
+        self.gene_order = pd.Index(var_names if var_names is not None else _var_names(model)).astype(str)
         self.min_gene_overlap = min(min_gene_overlap, max(1, len(self.gene_order) // 2))
         self.name = name
 
@@ -92,15 +93,15 @@ class SCVI(AttributionModel):
 
 
 def _var_names(model: Any) -> list[str]:
-    if getattr(model, "adata", None) is not None:
-        return list(model.adata.var_names)
-    names = getattr(model, "_sigscan_var_names", None)
-    if names is None:
-        raise ValueError("Cannot tell the genes of this scVI model: it has no AnnData and no saved var_names.")
-    return list(names)
+    if getattr(model, "adata", None) is None:
+        raise ValueError(
+            "Cannot tell the genes of this scVI model: it has no AnnData. Pass the folder it was saved to "
+            "(ss.models.SCVI(path)), whose saved var_names sigscan reads."
+        )
+    return list(model.adata.var_names)
 
 
-def _load_scvi(path: Path) -> Any:
+def _load_scvi(path: Path) -> tuple[Any, list[str]]:
     import scvi
     from scvi.model.base._save_load import _load_saved_files
 
@@ -116,5 +117,4 @@ def _load_scvi(path: Path) -> Any:
             model = scvi.model.SCVI.load(str(path), adata=None, accelerator="cpu")
     finally:
         scvi.settings.verbosity = verbosity
-    model._sigscan_var_names = list(var_names)
-    return model
+    return model, list(var_names)

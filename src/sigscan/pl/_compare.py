@@ -6,11 +6,11 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ._utils import finish
+from .._docs import doc_params, doc_show_save_ax
+from ._utils import finish, new_axes
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -25,15 +25,18 @@ def _comparison_table(data: AnnData | pd.DataFrame, key: str) -> pd.DataFrame:
     return pd.DataFrame(table)
 
 
+@doc_params(show_save_ax=doc_show_save_ax)
 def compare_scorers(
     data: AnnData | pd.DataFrame,
     *,
     key: str = "compare_scorers",
     classifiers: Sequence[str] | None = None,
     kind: Literal["heatmap", "bar"] = "heatmap",
+    ax: Any = None,
     figsize: tuple[float, float] | None = None,
     show: bool | None = None,
     save: str | os.PathLike | None = None,
+    return_fig: bool = False,
 ) -> Any:
     """F1 of each scorer per label, one panel per classifier.
 
@@ -49,12 +52,7 @@ def compare_scorers(
     kind
         ``"heatmap"``: mean F1 per method × label, annotated; ``"bar"``: grouped bars with the standard deviation
         over splits.
-    figsize
-        Figure size.
-    show
-        Show the figure (returns ``None`` then).
-    save
-        Path to save the figure to.
+    {show_save_ax}
 
     Returns
     -------
@@ -78,8 +76,7 @@ def compare_scorers(
     labels = list(dict.fromkeys(table["label"]))
     if figsize is None:
         figsize = (max(4.0, 0.9 * len(labels) + 2.5) * len(panels), 0.45 * len(methods) + 2.5)
-    figure, axes = plt.subplots(1, len(panels), figsize=figsize, squeeze=False, constrained_layout=True)
-    axes = axes[0]
+    figure, axes = new_axes(ax, len(panels), figsize)
     for ax, classifier in zip(axes, panels, strict=True):
         part = table[table["classifier"] == classifier]
         means = part.pivot_table(index="method", columns="label", values="f1", aggfunc="mean").reindex(
@@ -116,9 +113,10 @@ def compare_scorers(
         else:
             raise ValueError(f"Unknown kind {kind!r}; use 'heatmap' or 'bar'.")
         ax.set_title(f"F1 ({classifier})")
-    return finish(figure, axes, show=show, save=save)
+    return finish(figure, axes, show=show, save=save, return_fig=return_fig)
 
 
+@doc_params(show_save_ax=doc_show_save_ax)
 def score_distributions(
     adata: AnnData | pd.DataFrame,
     keys: str | Sequence[str],
@@ -126,9 +124,11 @@ def score_distributions(
     *,
     kind: Literal["violin", "density"] = "violin",
     order: Sequence[str] | None = None,
+    ax: Any = None,
     figsize: tuple[float, float] | None = None,
     show: bool | None = None,
     save: str | os.PathLike | None = None,
+    return_fig: bool = False,
 ) -> Any:
     """Distributions of one or more scores by group, as violins or densities.
 
@@ -144,12 +144,7 @@ def score_distributions(
         ``"violin"`` or ``"density"`` (a Gaussian KDE per group).
     order
         Group order (default: categories, or sorted values).
-    figsize
-        Figure size.
-    show
-        Show the figure (returns ``None`` then).
-    save
-        Path to save the figure to.
+    {show_save_ax}
 
     Returns
     -------
@@ -179,8 +174,7 @@ def score_distributions(
     order = [g for g in order if (groups.astype(str) == str(g)).any()]
     if figsize is None:
         figsize = (max(4.0, 0.6 * len(order) + 2) * len(keys), 3.8)
-    figure, axes = plt.subplots(1, len(keys), figsize=figsize, squeeze=False, constrained_layout=True)
-    axes = axes[0]
+    figure, axes = new_axes(ax, len(keys), figsize)
     for ax, key in zip(axes, keys, strict=True):
         values = [
             pd.to_numeric(frame.loc[(groups.astype(str) == str(g)).to_numpy(), key], errors="coerce")
@@ -211,4 +205,4 @@ def score_distributions(
         else:
             raise ValueError(f"Unknown kind {kind!r}; use 'violin' or 'density'.")
         ax.set_title(key)
-    return finish(figure, axes, show=show, save=save)
+    return finish(figure, axes, show=show, save=save, return_fig=return_fig)

@@ -5,23 +5,25 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ._utils import finish
+from .._docs import doc_params, doc_show_save_ax
+from ._utils import finish, new_axes
 
 
+@doc_params(show_save_ax=doc_show_save_ax)
 def sample_hits(
     table: pd.DataFrame,
     *,
-    group_key: str | None = None,
+    groupby: str | None = None,
     hue: str | None = None,
     swarm: bool = True,
     ax: Any = None,
     figsize: tuple[float, float] | None = None,
     show: bool | None = None,
     save: str | os.PathLike | None = None,
+    return_fig: bool = False,
 ) -> Any:
     """Boxplots of the per-sample hit fraction per group, groups ordered by mean hit fraction (highest first).
 
@@ -29,20 +31,13 @@ def sample_hits(
     ----------
     table
         The result of :func:`sigscan.tl.sample_hits`.
-    group_key
+    groupby
         Column with the groups (default: the one recorded by :func:`~sigscan.tl.sample_hits`).
     hue
         A sample-level column (e.g. ``"condition"``) splitting each group into side-by-side boxes.
     swarm
         Overlay one jittered point per sample.
-    ax
-        Axes to draw into (default: a new figure).
-    figsize
-        Figure size for a new figure.
-    show
-        Show the figure (returns ``None`` then).
-    save
-        Path to save the figure to.
+    {show_save_ax}
 
     Returns
     -------
@@ -54,32 +49,29 @@ def sample_hits(
     >>> adata = ss.datasets.toy(n_cells=300)
     >>> ss.tl.score_genes(adata, adata.uns["programs"]["group0"], method="mean", key_added="program0")
     >>> ss.tl.hits(adata, "program0", percentile=80)
-    >>> table = ss.tl.sample_hits(adata, "program0_hit", sample_key="sample", group_key="group", min_cells=5)
+    >>> table = ss.tl.sample_hits(adata, "program0_hit", sample_key="sample", groupby="group", min_cells=5)
     >>> ax = ss.pl.sample_hits(table)
     """
     if "hit_fraction" not in table:
         raise KeyError("table has no 'hit_fraction' column: pass the result of ss.tl.sample_hits.")
-    group_key = group_key or table.attrs.get("sigscan", {}).get("group_key")
+    groupby = groupby or table.attrs.get("sigscan", {}).get("groupby")
     frame = table.copy()
-    if group_key is None:
-        group_key = "_group"
-        frame[group_key] = "all"
-    if group_key not in frame:
-        raise KeyError(f"group_key={group_key!r} is not a column of the table.")
+    if groupby is None:
+        groupby = "_group"
+        frame[groupby] = "all"
+    if groupby not in frame:
+        raise KeyError(f"groupby={groupby!r} is not a column of the table.")
     if hue is not None and hue not in frame:
         raise KeyError(f"hue={hue!r} is not a column of the table.")
-    order = frame.groupby(group_key, observed=True)["hit_fraction"].mean().sort_values(ascending=False).index.tolist()
+    order = frame.groupby(groupby, observed=True)["hit_fraction"].mean().sort_values(ascending=False).index.tolist()
     levels = list(dict.fromkeys(frame[hue])) if hue is not None else [None]
-    if ax is None:
-        figure, ax = plt.subplots(figsize=figsize or (max(4.0, 0.8 * len(order) * len(levels) + 2), 3.8))
-    else:
-        figure = ax.figure
+    figure, (ax,) = new_axes(ax, 1, figsize or (max(4.0, 0.8 * len(order) * len(levels) + 2), 3.8))
     width = 0.8 / len(levels)
     rng = np.random.default_rng(0)
     for j, level in enumerate(levels):
         part = frame if level is None else frame[frame[hue] == level]
         offset = (j - (len(levels) - 1) / 2) * width
-        data = [part.loc[part[group_key] == g, "hit_fraction"].to_numpy(dtype=float) for g in order]
+        data = [part.loc[part[groupby] == g, "hit_fraction"].to_numpy(dtype=float) for g in order]
         positions = np.arange(len(order)) + offset
         kept = [i for i, d in enumerate(data) if d.size]
         if kept:
@@ -106,4 +98,4 @@ def sample_hits(
     ax.set_ylabel("hit fraction per sample")
     if hue is not None:
         ax.legend(title=hue, fontsize=7, frameon=False)
-    return finish(figure, ax, show=show, save=save)
+    return finish(figure, ax, show=show, save=save, return_fig=return_fig)

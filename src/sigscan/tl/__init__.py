@@ -1,9 +1,21 @@
 """Tools: gene-set scores, scorer comparisons, hits and analyses."""
 
 from ._attribution_score import attribution_score
+from ._compare import DEFAULT_METHODS as DEFAULT_COMPARE_METHODS
 from ._compare import compare_scorers
 from ._hits import hits, sample_hits
 from ._score_genes import score_genes
-from ._scorers import SCORERS
+from ._scorers import Scorer, ScoringData, register_scorer, scorers
 
-__all__ = ["SCORERS", "attribution_score", "compare_scorers", "hits", "sample_hits", "score_genes"]
+__all__ = [
+    "DEFAULT_COMPARE_METHODS",
+    "Scorer",
+    "ScoringData",
+    "attribution_score",
+    "compare_scorers",
+    "hits",
+    "register_scorer",
+    "sample_hits",
+    "score_genes",
+    "scorers",
+]

@@ -17,7 +17,7 @@ from . import _classify
 from ._presets import preset_options
 from ._score_genes import doc_normalize, match_gene_sets, scoring_data
 from ._scorers import get_scorer
-from ._scorers._data import DEFAULT_CHUNK_SIZE
+from ._scorers._data import DEFAULT_BATCH_SIZE
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -102,7 +102,7 @@ def compare_scorers(
     target_sum: float = 1e4,
     attribution_layer: str | None = None,
     method_options: Mapping[str, Mapping[str, Any]] | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     key_added: str = "compare_scorers",
 ) -> pd.DataFrame:
     """Compare gene-set scorers by how well one score identifies a cell type (the SIGnature paper's benchmark).
@@ -148,7 +148,7 @@ def compare_scorers(
         Attribution layer for ``"attribution"`` (``None``: the single one present).
     method_options
         Per-method options, e.g. ``{{"ucell": {{"max_rank": 1000}}}}``.
-    chunk_size
+    batch_size
         Cells per chunk when scoring.
     key_added
         Key in ``adata.uns["sigscan"]`` for the table (its parameters go to ``f"{{key_added}}_params"``).
@@ -206,7 +206,7 @@ def compare_scorers(
                 layer=layer,
                 normalize=normalize if scorer.reads == "expression" else False,
                 target_sum=target_sum,
-                chunk_size=chunk_size,
+                batch_size=batch_size,
             )
             start = time.perf_counter()
             scores, failures = _score_all(scorer, data, columns, options.get(scorer.name, {}))

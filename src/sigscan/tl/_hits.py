@@ -122,7 +122,7 @@ def sample_hits(
     hit_key: str,
     *,
     sample_key: str,
-    group_key: str | None = None,
+    groupby: str | None = None,
     min_cells: int = 25,
     min_samples: int = 3,
     sample_columns: Sequence[str] = (),
@@ -137,7 +137,7 @@ def sample_hits(
         Boolean column of hit calls (see :func:`hits`).
     sample_key
         Column naming each cell's sample (donor, patient, …).
-    group_key
+    groupby
         Column with the groups compared (e.g. cell type); ``None``: all cells form one group.
     min_cells
         Samples with fewer cells in a group are left out of that group.
@@ -148,7 +148,7 @@ def sample_hits(
 
     Returns
     -------
-    One row per kept group × sample: ``group_key`` (if given), ``sample_key``, ``sample_columns``, ``n_cells``,
+    One row per kept group × sample: ``groupby`` (if given), ``sample_key``, ``sample_columns``, ``n_cells``,
     ``n_hits``, ``hit_fraction``. ``attrs["sigscan"]`` records the keys for :func:`sigscan.pl.sample_hits`.
 
     Examples
@@ -157,7 +157,7 @@ def sample_hits(
     >>> adata = ss.datasets.toy(n_cells=300)
     >>> ss.tl.score_genes(adata, adata.uns["programs"]["group0"], method="mean", key_added="program0")
     >>> ss.tl.hits(adata, "program0", percentile=80)
-    >>> table = ss.tl.sample_hits(adata, "program0_hit", sample_key="sample", group_key="group", min_cells=5)
+    >>> table = ss.tl.sample_hits(adata, "program0_hit", sample_key="sample", groupby="group", min_cells=5)
     >>> list(table.columns)
     ['group', 'sample', 'n_cells', 'n_hits', 'hit_fraction']
     """
@@ -166,7 +166,7 @@ def sample_hits(
     frame = obs.obs if isinstance(obs, AnnData) else obs
     if not isinstance(frame, pd.DataFrame):
         raise TypeError("obs must be a pandas DataFrame of cells or an AnnData.")
-    needed = [hit_key, sample_key, *([group_key] if group_key else []), *sample_columns]
+    needed = [hit_key, sample_key, *([groupby] if groupby else []), *sample_columns]
     absent = [c for c in needed if c not in frame]
     if absent:
         raise KeyError(f"Columns {absent} not found; available: {', '.join(map(str, frame.columns))}.")
@@ -175,7 +175,7 @@ def sample_hits(
         if not calls.dropna().isin([True, False, 0, 1]).all():
             raise ValueError(f"Column {hit_key!r} must hold boolean hit calls; run ss.tl.hits first.")
         calls = calls.fillna(False).astype(bool)
-    keys = ([group_key] if group_key else []) + [sample_key]
+    keys = ([groupby] if groupby else []) + [sample_key]
     cells = pd.DataFrame({k: frame[k].astype(str).where(frame[k].notna()) for k in keys})
     cells["_hit"] = calls.to_numpy()
     cells = cells.dropna(subset=keys)
@@ -183,8 +183,8 @@ def sample_hits(
     table["n_hits"] = table["n_hits"].astype(np.int64)
     table["hit_fraction"] = table["n_hits"] / table["n_cells"]
     table = table[table["n_cells"] >= min_cells]
-    if group_key:
-        n_samples = table.groupby(group_key)[sample_key].transform("size")
+    if groupby:
+        n_samples = table.groupby(groupby)[sample_key].transform("size")
         table = table[n_samples >= min_samples]
     elif table.shape[0] < min_samples:
         table = table.iloc[:0]
@@ -196,5 +196,5 @@ def sample_hits(
         mapping = frame.drop_duplicates(sample_key).set_index(frame.drop_duplicates(sample_key)[sample_key].astype(str))
         table.insert(len(keys), column, table[sample_key].map(mapping[column]).to_numpy())
     table = table.reset_index(drop=True)
-    table.attrs["sigscan"] = {"sample_key": sample_key, "group_key": group_key, "hit_key": hit_key}
+    table.attrs["sigscan"] = {"sample_key": sample_key, "groupby": groupby, "hit_key": hit_key}
     return table

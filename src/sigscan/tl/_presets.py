@@ -1,4 +1,4 @@
-"""Method presets and the gene-set mapping used by the PBMC3k scorer comparison (demo and tests)."""
+"""Method presets of the scorer comparison (``compare_scorers(..., preset="paper")``)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,6 @@ from typing import Any
 #: per-method options of the SIGnature paper's scorer comparison: ANS with 50 control genes, JASMINE likelihood
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {"ans": {"ctrl_size": 50}, "jasmine": {"mode": "likelihood"}},
-}
-
-#: PBMC3k cell types (``obs["cell_type"]`` of :func:`sigscan.datasets.pbmc3k`) → PanglaoDB immune set names
-#: (:func:`sigscan.datasets.gene_sets` ``("panglaodb_immune")``). Both monocyte populations use the monocyte set.
-PBMC3K_PANGLAODB: dict[str, str] = {
-    "CD4 T cells": "PANGLAODB_T_HELPER_CELLS",
-    "CD14+ Monocytes": "PANGLAODB_MONOCYTES",
-    "B cells": "PANGLAODB_B_CELLS",
-    "CD8 T cells": "PANGLAODB_T_CYTOTOXIC_CELLS",
-    "NK cells": "PANGLAODB_NK_CELLS",
-    "FCGR3A+ Monocytes": "PANGLAODB_MONOCYTES",
-    "Dendritic cells": "PANGLAODB_DENDRITIC_CELLS",
-    "Megakaryocytes": "PANGLAODB_MEGAKARYOCYTES",
 }
 
 

@@ -13,8 +13,8 @@ from .._docs import doc_adata, doc_copy, doc_params
 from .._gene_sets import match_genes, read_gene_sets
 from .._logging import logger, timed
 from .._validation import looks_like_counts
-from ._scorers import SCORERS, Scorer, ScoringData, get_scorer
-from ._scorers._data import DEFAULT_CHUNK_SIZE
+from ._scorers import Scorer, ScoringData, get_scorer
+from ._scorers._data import DEFAULT_BATCH_SIZE
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -76,14 +76,14 @@ def scoring_data(
     layer: str | None,
     normalize: bool | Literal["auto"],
     target_sum: float,
-    chunk_size: int,
+    batch_size: int,
 ) -> ScoringData:
     """The matrix a scorer reads: the attribution layer, or (log-normalised) expression."""
     if scorer.reads == "attribution":
         if normalize is True:
             raise ValueError("normalize=True does not apply to method='attribution' (attributions are not counts).")
-        return ScoringData(adata, attribution_layer(adata, layer), chunk_size=chunk_size)
-    data = ScoringData(adata, layer, target_sum=target_sum, chunk_size=chunk_size)
+        return ScoringData(adata, attribution_layer(adata, layer), batch_size=batch_size)
+    data = ScoringData(adata, layer, target_sum=target_sum, batch_size=batch_size)
     data.normalize = resolve_normalize(normalize, data.matrix, data.where)
     return data
 
@@ -109,7 +109,7 @@ def score_genes(
     normalize: bool | Literal["auto"] = "auto",
     target_sum: float = 1e4,
     key_added: str | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     copy: bool = False,
     **options: Any,
 ) -> AnnData | None:
@@ -138,7 +138,7 @@ def score_genes(
     key_added
         ``obs`` column for a single set (default ``f"{{method}}_score"``); for several sets the prefix of one column
         per set, ``f"{{key_added}}_{{set}}"`` (default ``f"{{set}}_{{method}}"``).
-    chunk_size
+    batch_size
         Cells per chunk; bounds memory.
     {copy}
     **options
@@ -162,7 +162,7 @@ def score_genes(
     sets, single = resolve_gene_sets(genes)
     adata = adata.copy() if copy else adata
     columns = match_gene_sets(sets, adata.var_names)
-    data = scoring_data(adata, scorer, layer=layer, normalize=normalize, target_sum=target_sum, chunk_size=chunk_size)
+    data = scoring_data(adata, scorer, layer=layer, normalize=normalize, target_sum=target_sum, batch_size=batch_size)
     with timed(f"scoring {len(columns)} gene set(s) with {method} on {data.where}"):
         scores = scorer(data, list(columns.values()), **options)
     if single:
@@ -176,4 +176,4 @@ def score_genes(
     return adata if copy else None
 
 
-__all__ = ["SCORERS", "score_genes"]
+__all__ = ["score_genes"]

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from anndata import AnnData
 
 #: cells per chunk: bounds memory (2,000 PBMC-like cells are ~14 MB as CSR) and keeps the rank searches in cache
-DEFAULT_CHUNK_SIZE = 2_000
+DEFAULT_BATCH_SIZE = 2_000
 
 
 def log_normalize(chunk: sparse.csr_matrix, target_sum: float) -> sparse.csr_matrix:
@@ -41,7 +41,7 @@ class ScoringData:
         (``normalize_total(target_sum)`` then ``log1p``); the stored matrix is never changed.
     target_sum
         Total per cell for the on-the-fly normalisation.
-    chunk_size
+    batch_size
         Cells per chunk.
     """
 
@@ -49,14 +49,14 @@ class ScoringData:
     layer: str | None = None
     normalize: bool = False
     target_sum: float = 1e4
-    chunk_size: int = DEFAULT_CHUNK_SIZE
+    batch_size: int = DEFAULT_BATCH_SIZE
     _gene_means: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.layer is not None and self.layer not in self.adata.layers:
             raise KeyError(f"Layer {self.layer!r} not found; available layers: {list(self.adata.layers)}.")
-        if self.chunk_size < 1:
-            raise ValueError(f"chunk_size must be positive, not {self.chunk_size}.")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be positive, not {self.batch_size}.")
 
     @property
     def matrix(self) -> Any:
@@ -77,7 +77,7 @@ class ScoringData:
         """``(start, stop, CSR float32 chunk)``: sorted indices, no stored zeros or NaN; normalised if asked."""
         if self.matrix is None:
             raise ValueError(f"{self.where} is empty; pass layer= naming the matrix to score.")
-        for lo, hi, chunk in iter_row_batches(self.matrix, self.chunk_size):
+        for lo, hi, chunk in iter_row_batches(self.matrix, self.batch_size):
             if self.normalize:
                 chunk = log_normalize(chunk, self.target_sum)
             unclean = (chunk.data == 0) | np.isnan(chunk.data)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 
 from ._ans import ans
 from ._attribution import attribution
@@ -60,6 +61,87 @@ SCORERS: dict[str, Scorer] = {
         Scorer("aucell", aucell, "expression", "AUCell recovery-curve AUC (Aibar 2017)"),
     )
 }
+
+
+def register_scorer(
+    name: str,
+    func: Callable[..., np.ndarray],
+    *,
+    reads: Literal["expression", "attribution"] = "expression",
+    summary: str = "",
+    overwrite: bool = False,
+) -> Scorer:
+    """Add a gene-set scoring method, usable as ``ss.tl.score_genes(..., method=name)`` and in ``compare_scorers``.
+
+    Parameters
+    ----------
+    name
+        The method name.
+    func
+        ``func(data, gene_sets, *, option=default, ...)``: ``data`` is a :class:`~sigscan.tl.ScoringData` (read it
+        with ``data.chunks()``), ``gene_sets`` a list of column-position arrays; returns a cells × sets array.
+        Keyword-only parameters become the method's options.
+    reads
+        ``"expression"`` (log-normalised expression; counts are normalised on the fly) or ``"attribution"``.
+    summary
+        One line shown by :func:`sigscan.tl.scorers`.
+    overwrite
+        Replace an existing method of the same name.
+
+    Returns
+    -------
+    The registry entry.
+
+    Examples
+    --------
+    >>> import numpy as np
+    import pandas as pd
+    >>> import sigscan as ss
+    >>> def maximum(data, gene_sets):
+    ...     out = np.zeros((data.shape[0], len(gene_sets)))
+    ...     for lo, hi, chunk in data.chunks():
+    ...         for k, columns in enumerate(gene_sets):
+    ...             out[lo:hi, k] = chunk[:, columns].max(axis=1).toarray().ravel()
+    ...     return out
+    >>> _ = ss.tl.register_scorer("max", maximum, summary="largest expression in the set", overwrite=True)
+    >>> "max" in ss.tl.scorers().index
+    True
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string, not {name!r}.")
+    if name in SCORERS and not overwrite:
+        raise ValueError(f"A scorer named {name!r} exists already; pass overwrite=True to replace it.")
+    if reads not in ("expression", "attribution"):
+        raise ValueError(f"reads must be 'expression' or 'attribution', not {reads!r}.")
+    if not callable(func):
+        raise TypeError(f"func must be callable, not {type(func).__name__}.")
+    positional = [
+        p
+        for p in inspect.signature(func).parameters.values()
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(positional) != 2:
+        raise TypeError(
+            f"func must take (data, gene_sets) positionally and its options as keyword-only parameters; "
+            f"{getattr(func, '__name__', func)!r} takes {len(positional)} positional parameters."
+        )
+    scorer = Scorer(name, func, reads, summary)
+    SCORERS[name] = scorer
+    return scorer
+
+
+def scorers() -> pd.DataFrame:
+    """The available gene-set scoring methods: what each reads, a summary and its options with defaults.
+
+    Examples
+    --------
+    >>> import sigscan as ss
+    >>> ss.tl.scorers().loc["ucell", "options"]
+    {'max_rank': 1500}
+    """
+    return pd.DataFrame(
+        [{"method": s.name, "reads": s.reads, "summary": s.summary, "options": s.options} for s in SCORERS.values()]
+    ).set_index("method")
 
 
 def get_scorer(method: str) -> Scorer:
