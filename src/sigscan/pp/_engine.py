@@ -8,6 +8,7 @@ needed at the cell's non-zero genes.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 import weakref
 from collections.abc import Callable
@@ -309,21 +310,27 @@ def resolve_head(model: AttributionModel, method: str, head: str) -> str:
     return head
 
 
-def _default_batch_size(model: AttributionModel, device: torch.device, method: str) -> int:
-    hint = model.default_batch_size(device, method)
+def _default_batch_size(model: AttributionModel, device: torch.device, task: str) -> int:
+    """Cells per batch when the user gives none: the model's hint, else by device and task (``"embed"`` or a method)."""
+    hint = model.default_batch_size(device, task)
     if hint is not None:
         return hint
     if device.type == "cpu":
-        return 256 if method == "ig" else 1024
+        return 256 if task == "ig" else 1024
     return 8192
 
 
-def _check_arguments(model: Any, method: str, n_steps: int, target_sum: float, engine: str) -> None:
+def check_model(model: Any) -> None:
+    """Raise :class:`TypeError` (naming the fix) unless ``model`` is a sigscan model wrapper."""
     if not isinstance(model, AttributionModel):
         raise TypeError(
             f"model must be a sigscan model wrapper (ss.models.SCimilarity, SCVI, ScGPT or TorchEncoder), "
             f"not {type(model).__name__}. Wrap a torch module with ss.models.TorchEncoder(module, gene_order)."
         )
+
+
+def _check_arguments(model: Any, method: str, n_steps: int, target_sum: float, engine: str) -> None:
+    check_model(model)
     if method not in METHODS:
         raise ValueError(f"Unknown attribution method {method!r}; use one of {', '.join(METHODS)}.")
     if method == "ig" and (not isinstance(n_steps, int | np.integer) or n_steps < 1):
@@ -353,26 +360,106 @@ def _version() -> str:
 
 
 @dataclass(frozen=True)
-class AttributionSettings:
-    """Every choice of one attribution run, resolved once: what the engine runs and what provenance records.
+class ModelSettings:
+    """How one run feeds a model, resolved once: gene alignment, device, batch size and the counts layer.
 
-    Build it with :meth:`resolve`; :meth:`engine` opens the model on the device and yields the engine,
-    :meth:`model_input` turns a batch of counts into model input, :meth:`provenance` says what was run.
+    Shared by :func:`~sigscan.pp.attributions`, :func:`~sigscan.pp.completeness` and :func:`~sigscan.pp.embeddings`:
+    :meth:`model_input` turns a batch of counts into model input, :meth:`check_counts` validates counts,
+    :meth:`inference` holds the model in inference mode on the device.
     """
 
     model: AttributionModel
-    method: str
-    n_steps: int
-    head: str
-    engine_name: str  # "fast" or "captum"
     device: torch.device
     batch_size: int
     alignment: GeneAlignment
-    target_sum: float
     layer: str | None
+
+    @staticmethod
+    def _resolve_fields(
+        model: AttributionModel,
+        var: pd.DataFrame,
+        *,
+        task: str,
+        device: str | torch.device,
+        batch_size: int | None,
+        layer: str | None,
+        gene_symbols: str | None,
+        gene_ids: str | None,
+    ) -> dict[str, Any]:
+        alignment = model.align(var, gene_symbols=gene_symbols, gene_ids=gene_ids)
+        torch_device = resolve_device(device)
+        batch_size = batch_size if batch_size is not None else _default_batch_size(model, torch_device, task)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, not {batch_size}.")
+        return {
+            "model": model,
+            "device": torch_device,
+            "batch_size": int(batch_size),
+            "alignment": alignment,
+            "layer": layer,
+        }
 
     @classmethod
     def resolve(
+        cls,
+        model: AttributionModel,
+        var: pd.DataFrame,
+        *,
+        device: str | torch.device = "auto",
+        batch_size: int | None = None,
+        layer: str | None = None,
+        gene_symbols: str | None = None,
+        gene_ids: str | None = None,
+    ) -> ModelSettings:
+        """Check the model and resolve the gene alignment (to ``var``), device and batch size (for embedding)."""
+        check_model(model)
+        return cls(
+            **cls._resolve_fields(
+                model,
+                var,
+                task="embed",
+                device=device,
+                batch_size=batch_size,
+                layer=layer,
+                gene_symbols=gene_symbols,
+                gene_ids=gene_ids,
+            )
+        )
+
+    @property
+    def where(self) -> str:
+        """The counts matrix, as the user names it in messages."""
+        return f"adata.layers[{self.layer!r}]" if self.layer is not None else "adata.X"
+
+    def check_counts(self, counts: Any, *, where: str | None = None) -> None:
+        """Raise unless ``counts`` are what the model reads (finite, non-negative, integers if it needs counts)."""
+        check_counts(counts, where=where or self.where, require_integers=self.model.requires_counts)
+
+    def model_input(self, counts: sparse.csr_matrix) -> sparse.csr_matrix:
+        """A batch of counts in the data's genes → the model's input (see :meth:`AttributionModel.to_input`)."""
+        return self.model.to_input(counts, self.alignment)
+
+    def inference(self) -> contextlib.AbstractContextManager:
+        """The model in inference mode on the device for the duration of the ``with`` block."""
+        return inference_mode(self.model.module, self.device)
+
+
+@dataclass(frozen=True)
+class AttributionSettings(ModelSettings):
+    """Every choice of one attribution run, resolved once: what the engine runs and what provenance records.
+
+    Build it with :meth:`resolve`; :meth:`engine` opens the model on the device and yields the engine,
+    :meth:`attribute` turns model input into scaled absolute attributions, :meth:`provenance` says what was run.
+    """
+
+    method: str = "ig"
+    n_steps: int = 50
+    head: str = "reference"
+    engine_name: str = "fast"  # "fast" or "captum"
+    target_sum: float = 1000.0
+
+    @classmethod
+    def resolve(  # type: ignore[override]
         cls,
         model: AttributionModel,
         var: pd.DataFrame,
@@ -391,25 +478,26 @@ class AttributionSettings:
         """Check the arguments and resolve ``"auto"`` choices, the gene alignment (to ``var``), device and batch size."""
         _check_arguments(model, method, n_steps, target_sum, engine)
         resolved_head = resolve_head(model, method, head)
-        alignment = model.align(var, gene_symbols=gene_symbols, gene_ids=gene_ids)
-        torch_device = resolve_device(device)
-        batch_size = batch_size if batch_size is not None else _default_batch_size(model, torch_device, method)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, not {batch_size}.")
+        fields = cls._resolve_fields(
+            model,
+            var,
+            task=method,
+            device=device,
+            batch_size=batch_size,
+            layer=layer,
+            gene_symbols=gene_symbols,
+            gene_ids=gene_ids,
+        )
         use_fast = engine != "captum" and model.first_linear() is not None
         if engine == "fast" and not use_fast:
             raise ValueError(f"{model.name}: the fast path needs a Linear first layer; use engine='captum' or 'auto'.")
         return cls(
-            model=model,
+            **fields,
             method=method,
             n_steps=int(n_steps) if method == "ig" else 0,
             head=resolved_head,
             engine_name="fast" if use_fast else "captum",
-            device=torch_device,
-            batch_size=int(batch_size),
-            alignment=alignment,
             target_sum=float(target_sum),
-            layer=layer,
         )
 
     @property
@@ -454,18 +542,10 @@ class AttributionSettings:
         fingerprint.pop("sigscan_version")
         return fingerprint
 
-    def check_counts(self, counts: Any, *, where: str) -> None:
-        """Raise unless ``counts`` are what the model reads (finite, non-negative, integers if it needs counts)."""
-        check_counts(counts, where=where, require_integers=self.model.requires_counts)
-
-    def model_input(self, counts: sparse.csr_matrix) -> sparse.csr_matrix:
-        """A batch of counts in the data's genes → the model's input (see :meth:`AttributionModel.to_input`)."""
-        return self.model.to_input(counts, self.alignment)
-
     @contextmanager
     def engine(self) -> Iterator[FastPath | CaptumPath]:
         """The model in inference mode on the device, and the engine that attributes it (fast or captum path)."""
-        with inference_mode(self.model.module, self.device):
+        with self.inference():
             yield make_engine(self.model, self.engine_name, normalize=self.normalize, device=self.device)
 
     def attribute(self, engine: FastPath | CaptumPath, x: sparse.csr_matrix) -> sparse.csr_matrix:
