@@ -2,5 +2,6 @@
 
 from ._attributions import attributions
 from ._diagnostics import completeness
+from ._embeddings import embeddings
 
-__all__ = ["attributions", "completeness"]
+__all__ = ["attributions", "completeness", "embeddings"]

@@ -133,9 +133,8 @@ def attributions(
     counts = counts_matrix(adata, layer)
     # backed files and lazy (dask) matrices are validated batch by batch, never loaded whole
     in_memory = not getattr(adata, "isbacked", False) and not hasattr(counts, "compute")
-    where = f"adata.layers[{layer!r}]" if layer is not None else "adata.X"
     if in_memory:
-        settings.check_counts(counts, where=where)
+        settings.check_counts(counts)
     provenance = settings.provenance()
     n_columns = model.n_genes if as_modality else adata.n_vars
     shape = (adata.n_obs, n_columns)
@@ -159,7 +158,7 @@ def attributions(
     ):
         for lo, hi, batch in iter_row_batches(counts, settings.batch_size, start=output.n_done):
             if not in_memory:
-                settings.check_counts(batch, where=f"{where} rows {lo}-{hi}")
+                settings.check_counts(batch, where=f"{settings.where} rows {lo}-{hi}")
             attr = settings.attribute(compute, settings.model_input(batch))
             output.append(attr.sorted_indices() if as_modality else settings.alignment.to_data(attr))
             bar.update(hi - lo)
