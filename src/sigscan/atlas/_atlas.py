@@ -23,7 +23,7 @@ from ._shard import ShardError, ShardReader, compact_obs, shard_checksum, to_csc
 if TYPE_CHECKING:
     from anndata import AnnData
 
-    from ..models._base import AttributionModel
+    from ..models import AttributionModel
 
 ObsFilter = str | Callable[[pd.DataFrame], Any] | None
 Backend = Literal["threads", "dask"]

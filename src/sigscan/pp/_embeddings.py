@@ -17,8 +17,7 @@ from ._engine import ModelSettings, _csr_tensor, _transposed, counts_matrix
 if TYPE_CHECKING:
     from anndata import AnnData
 
-    from ..models import AttributionModel
-    from ..models._base import FirstLinear
+    from ..models import AttributionModel, FirstLinear
 
 
 def embed_batch(model: AttributionModel, x: sparse.csr_matrix, device: torch.device) -> np.ndarray:

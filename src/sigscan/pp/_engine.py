@@ -22,10 +22,11 @@ import torch
 from scipy import sparse
 from torch import nn
 
+from .._device import resolve_device
 from .._genes import GeneAlignment
 from .._utils import scale_rows, sha256_strings
 from .._validation import check_counts
-from ..models._base import AttributionModel, FirstLinear, resolve_device
+from ..models import AttributionModel, FirstLinear
 from ._kernels import GeneMajor, sampled_rowdot, sparse_dense_mm
 from ._mlp import chain_embedding, chain_hidden_gradient, compile_chain
 
