@@ -27,7 +27,7 @@ def _comparison_table(data: AnnData | pd.DataFrame, key: str) -> pd.DataFrame:
 
 @doc_params(show_save_ax=doc_show_save_ax)
 def compare_scorers(
-    data: AnnData | pd.DataFrame,
+    adata: AnnData | pd.DataFrame,
     *,
     key: str = "compare_scorers",
     classifiers: Sequence[str] | None = None,
@@ -42,7 +42,7 @@ def compare_scorers(
 
     Parameters
     ----------
-    data
+    adata
         The table returned by :func:`sigscan.tl.compare_scorers`, or an AnnData holding it in
         ``uns["sigscan"][key]``.
     key
@@ -67,7 +67,7 @@ def compare_scorers(
     >>> len(axes)
     2
     """
-    table = _comparison_table(data, key)
+    table = _comparison_table(adata, key)
     panels = list(classifiers) if classifiers is not None else list(dict.fromkeys(table["classifier"]))
     missing = [c for c in panels if c not in set(table["classifier"])]
     if missing or not panels:
