@@ -281,3 +281,34 @@ def test_stored_zeros_and_unsorted_indices_are_handled(method, tiny):
     scores = _score(messy, SET, method, **({"ctrl_size": 2} if method == "ans" else {}))
     np.testing.assert_allclose(scores, reference, atol=1e-12)
     assert messy.X.nnz == stored.nnz  # the stored matrix keeps its explicit zeros
+
+
+def test_register_scorer_adds_a_method_to_score_genes_and_the_listing():
+    def total(data, gene_sets, *, scale=1.0):
+        out = np.zeros((data.shape[0], len(gene_sets)))
+        for lo, hi, chunk in data.chunks():
+            for k, columns in enumerate(gene_sets):
+                out[lo:hi, k] = scale * np.asarray(chunk[:, columns].sum(axis=1)).ravel()
+        return out
+
+    adata = ss.datasets.toy(n_cells=60, n_genes=40)
+    genes = adata.uns["programs"]["group0"]
+    try:
+        scorer = ss.tl.register_scorer("total_test", total, summary="sum over the set")
+        assert isinstance(scorer, ss.tl.Scorer)
+        listing = ss.tl.scorers()
+        assert (
+            listing.loc["total_test", "options"] == {"scale": 1.0}
+            and listing.loc["total_test", "reads"] == "expression"
+        )
+        ss.tl.score_genes(adata, genes, method="total_test", scale=2.0)
+        ss.tl.score_genes(adata, genes, method="mean", key_added="mean")
+        # the mean scorer averages the same normalised values: total / n_genes / 2 == mean
+        np.testing.assert_allclose(adata.obs["total_test_score"] / (2 * len(genes)), adata.obs["mean"], rtol=1e-6)
+        with pytest.raises(ValueError, match="exists already; pass overwrite=True"):
+            ss.tl.register_scorer("total_test", total)
+        with pytest.raises(TypeError, match="takes 1 positional"):
+            ss.tl.register_scorer("bad", lambda data: data, overwrite=True)
+    finally:
+        SCORERS.pop("total_test", None)
+    assert "total_test" not in ss.tl.scorers().index
