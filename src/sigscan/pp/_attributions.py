@@ -86,9 +86,10 @@ def attributions(
     gene_symbols, gene_ids
         ``adata.var`` columns holding gene symbols / Ensembl IDs, when ``var_names`` are of the other type.
     out
-        Zarr store to write results to incrementally; an interrupted run with the same settings resumes from the
-        last finished batch. ``anndata.read_zarr(out)`` reads the finished attributions. For backed ``adata`` the
-        layer is then not loaded into memory.
+        Zarr store to write results to incrementally; an interrupted run with the same settings (``batch_size``
+        included) resumes from the last finished batch. ``anndata.read_zarr(out)`` reads the finished attributions
+        with the input's ``obs`` and ``var`` and the provenance in ``uns``, so ``ss.Atlas.add(out)`` keeps the cell
+        metadata. For backed ``adata`` the layer is then not loaded into memory.
     mod
         For MuData: the RNA modality.
     as_modality
