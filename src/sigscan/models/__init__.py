@@ -1,9 +1,22 @@
 """Encoder wrappers: what :func:`sigscan.pp.attributions` attributes."""
 
 from ._base import AttributionModel
+from ._scfoundation import ScFoundation, ScFoundationEncoder
 from ._scgpt import ScGPT, ScGPTEncoder
 from ._scimilarity import SCimilarity, SCimilarityEncoder
+from ._sctab import ScTabSSL
 from ._scvi import SCVI
 from ._torch import TorchEncoder
 
-__all__ = ["SCVI", "AttributionModel", "SCimilarity", "SCimilarityEncoder", "ScGPT", "ScGPTEncoder", "TorchEncoder"]
+__all__ = [
+    "SCVI",
+    "AttributionModel",
+    "SCimilarity",
+    "SCimilarityEncoder",
+    "ScFoundation",
+    "ScFoundationEncoder",
+    "ScGPT",
+    "ScGPTEncoder",
+    "ScTabSSL",
+    "TorchEncoder",
+]

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -116,8 +116,14 @@ class AttributionModel(ABC):
         return None
 
     def default_batch_size(self, device: torch.device, method: str) -> int | None:
-        """Cells per batch when the user gives none (``None``: the engine's default)."""
+        """Cells per batch when the user gives none (``None``: the engine's default); ``method`` is an attribution
+        method or ``"embed"`` (:func:`sigscan.pp.embeddings`)."""
         return None
+
+    def provenance(self) -> dict[str, Any]:
+        """Model settings that shape the results, recorded with them (merged into the provenance that
+        :func:`sigscan.pp.attributions` and :func:`sigscan.pp.embeddings` write to ``uns``)."""
+        return {}
 
     # --- shared behaviour -------------------------------------------------------------------------------------
 

@@ -191,6 +191,7 @@ def attributions(
         "engine": "fast" if use_fast else "captum",
         "layer": layer if layer is not None else "X",
         "sigscan_version": _version(),
+        **model.provenance(),
     }
     n_cells = adata.n_obs
     space = "model" if as_modality else "data"
