@@ -187,7 +187,9 @@ def test_total_count_tokens(model, adata):
     # cell 5 is ten times cell 5 / 10: same gene values, S one higher, other embedding
     tenth = counts[5] / 10
     seq_tenth = model.sequences(tenth)
-    np.testing.assert_allclose(seq_tenth.values[0].numpy(), seq.values[5, : seq_tenth.values.shape[1]].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        seq_tenth.values[0].numpy(), seq.values[5, : seq_tenth.values.shape[1]].numpy(), rtol=1e-6
+    )
     assert seq.totals[5, 1] - seq_tenth.totals[0, 1] == pytest.approx(1.0)
     with torch.no_grad():
         embeddings = [
@@ -247,7 +249,9 @@ def test_sequence_longer_than_seq_len(folder, adata, tmp_path):
         entry["state_dict"]["model.pos_emb.weight"] = entry["state_dict"]["model.pos_emb.weight"][:-1]
 
     model = ss.models.ScFoundation(_edit_checkpoint(folder, tmp_path, shorten))
-    full = ad.AnnData(sparse.csr_matrix(np.ones((1, N_GENES), dtype=np.float32)), var=pd.DataFrame(index=model.gene_order))
+    full = ad.AnnData(
+        sparse.csr_matrix(np.ones((1, N_GENES), dtype=np.float32)), var=pd.DataFrame(index=model.gene_order)
+    )
     with pytest.raises(ValueError, match=f"seq_len of {N_GENES + 1}"):
         ss.pp.embeddings(full, model, progress=False)
 

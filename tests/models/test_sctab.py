@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import pickle
 
 import anndata as ad
@@ -32,14 +33,16 @@ def adata(genes) -> ad.AnnData:
     names = list(rng.permutation(genes)) + [f"OTHER{i}" for i in range(4)]
     counts = rng.poisson(rng.gamma(0.3, 2.0, size=len(names)), size=(10, len(names))).astype(np.float32)
     counts[3, :N_GENES] = 0
-    return ad.AnnData(sparse.csr_matrix(counts), var=pd.DataFrame(index=names), obs=pd.DataFrame(index=list("abcdefghij")))
+    return ad.AnnData(
+        sparse.csr_matrix(counts), var=pd.DataFrame(index=names), obs=pd.DataFrame(index=list("abcdefghij"))
+    )
 
 
 def _mlp(sizes, activation, *, final_activation=False, seed=0) -> nn.Sequential:
     """ssl_in_scg's MLP layout: Linear, activation, Dropout per hidden layer, then the last Linear."""
     torch.manual_seed(seed)
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2 or final_activation:
             layers += [activation(), nn.Dropout(0.1)]

@@ -116,13 +116,18 @@ class AttributionModel(ABC):
         return None
 
     def default_batch_size(self, device: torch.device, method: str) -> int | None:
-        """Cells per batch when the user gives none (``None``: the engine's default); ``method`` is an attribution
-        method or ``"embed"`` (:func:`sigscan.pp.embeddings`)."""
+        """Cells per batch when the user gives none (``None``: the engine's default).
+
+        ``method`` is an attribution method or ``"embed"`` (:func:`sigscan.pp.embeddings`).
+        """
         return None
 
     def provenance(self) -> dict[str, Any]:
-        """Model settings that shape the results, recorded with them (merged into the provenance that
-        :func:`sigscan.pp.attributions` and :func:`sigscan.pp.embeddings` write to ``uns``)."""
+        """Model settings that shape the results, recorded with them.
+
+        Merged into the provenance that :func:`sigscan.pp.attributions` and :func:`sigscan.pp.embeddings` write to
+        ``uns``.
+        """
         return {}
 
     # --- shared behaviour -------------------------------------------------------------------------------------

@@ -131,7 +131,7 @@ def pool_tokens(tokens: torch.Tensor, n_genes: torch.Tensor, pool: str) -> torch
     ``"all"``: ``[S, T, max over genes, mean over genes]`` (4 × dim, the published order); ``"max"``: the maximum over
     all real tokens (genes, T and S). Padding never enters. Rows without genes get NaN for ``"all"``.
     """
-    rows, length, dim = tokens.shape
+    rows, length, _dim = tokens.shape
     position = torch.arange(length, device=tokens.device)[None, :]
     n = n_genes[:, None]
     if pool == "max":
@@ -478,8 +478,10 @@ class ScFoundation(AttributionModel):
         return self
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the published layout: ``models.ckpt`` (``{version: {config, state_dict}}`` with ``model.``-prefixed
-        keys, decoder tensors included) and ``OS_scRNA_gene_index.19264.tsv``."""
+        """Write the published layout: ``models.ckpt`` and ``OS_scRNA_gene_index.19264.tsv``.
+
+        ``models.ckpt`` is ``{version: {config, state_dict}}`` with ``model.``-prefixed keys, decoder tensors included.
+        """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         state = {**self.encoder.state_dict(), **self._other_state}
@@ -501,8 +503,11 @@ class ScFoundation(AttributionModel):
         return self.encoder.dim * (4 if self.pool == "all" else 1)
 
     def preprocess(self, counts: sparse.csr_matrix) -> sparse.csr_matrix:
-        """Counts aligned to :attr:`gene_order` → the same counts (CSR float32): normalisation, log1p and the T/S
-        tokens are computed per cell from them when sequences are built (see :meth:`sequences`)."""
+        """Counts aligned to :attr:`gene_order` → the same counts (CSR float32).
+
+        Normalisation, log1p and the T/S tokens are computed per cell from them when sequences are built (see
+        :meth:`sequences`).
+        """
         return preprocess_counts(counts, "none")
 
     def check_method(self, method: str) -> None:
@@ -587,8 +592,10 @@ class ScFoundation(AttributionModel):
         return out.float()
 
     def embed(self, x: torch.Tensor, *, normalize: bool = True) -> torch.Tensor:
-        """Cell embeddings of dense counts ``x`` (cells × :attr:`gene_order`), differentiable in ``x`` (through the
-        normalised values and T/S alike)."""
+        """Cell embeddings of dense counts ``x`` (cells × :attr:`gene_order`).
+
+        Differentiable in ``x``, through the normalised values and the T and S tokens alike.
+        """
         pattern = sparse.csr_matrix(x.detach().cpu().numpy())
         seq = self.sequences(pattern, x.device)
         cells = seq.row_of_entry
@@ -619,7 +626,9 @@ class ScFoundation(AttributionModel):
         length = seq.positions.shape[1]
         budget = _TOKENS_PER_PASS.get(torch.device(device).type, _TOKENS_PER_PASS_GPU)
         rows_per_pass = max(x.shape[0], budget // length)
-        return AttributionInputs(seq.values, (seq.totals, seq.positions, seq.mask, seq.n_genes), to_genes, rows_per_pass)
+        return AttributionInputs(
+            seq.values, (seq.totals, seq.positions, seq.mask, seq.n_genes), to_genes, rows_per_pass
+        )
 
     def __repr__(self) -> str:
         return (

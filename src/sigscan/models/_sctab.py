@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
 import re
 import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 import torch
@@ -48,7 +49,7 @@ class _Opaque:
 class _RestrictedUnpickler(pickle.Unpickler):
     """Imports only tensor-rebuilding functions and plain containers; any other global becomes an inert stand-in."""
 
-    _ALLOWED = {
+    _ALLOWED: ClassVar[set[tuple[str, str]]] = {
         ("collections", "OrderedDict"),
         ("torch._utils", "_rebuild_tensor_v2"),
         ("torch._utils", "_rebuild_tensor_v3"),
@@ -263,9 +264,7 @@ class ScTabSSL(TorchEncoder):
         self._mlp, self._genes = mlp, genes
 
     def _finish(self, min_gene_overlap: int, name: str) -> None:
-        super().__init__(
-            self._mlp, self._genes, preprocess="log1p_cp10k", name=name, min_gene_overlap=min_gene_overlap
-        )
+        super().__init__(self._mlp, self._genes, preprocess="log1p_cp10k", name=name, min_gene_overlap=min_gene_overlap)
         self.min_gene_overlap = min_gene_overlap
         self.path = None
 
@@ -295,7 +294,7 @@ class ScTabSSL(TorchEncoder):
         layers: list[nn.Module] = []
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
                 layers.append(nn.Linear(n_in, n_out))
                 if i < len(sizes) - 2:
                     layers += [activation(), nn.Dropout(0.1)]
@@ -306,8 +305,11 @@ class ScTabSSL(TorchEncoder):
         return self
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write ``model.ckpt`` (a Lightning-style ``{"state_dict", "hyper_parameters"}`` of plain types, the
-        activation as its class name) and ``var.parquet`` (``feature_name``)."""
+        """Write ``model.ckpt`` and ``var.parquet`` (``feature_name``).
+
+        ``model.ckpt`` is a Lightning-style ``{"state_dict", "hyper_parameters"}`` of plain types (the activation as
+        its class name), so it loads with ``torch.load(weights_only=True)``.
+        """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         state = {key: value.detach().cpu().clone() for key, value in self._state.items()}
@@ -325,7 +327,11 @@ class ScTabSSL(TorchEncoder):
         return None if split is None else FirstLinear(split.weight, split.bias, split.rest)
 
     def provenance(self) -> dict[str, Any]:
-        return {"encoder_prefix": self.prefix, "activation": self.activation, "activation_source": self.activation_source}
+        return {
+            "encoder_prefix": self.prefix,
+            "activation": self.activation,
+            "activation_source": self.activation_source,
+        }
 
     def __repr__(self) -> str:
         widths = [m.out_features for m in self._module if isinstance(m, nn.Linear)]
