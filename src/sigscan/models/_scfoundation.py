@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,7 @@ import torch.nn.functional as F
 from scipy import sparse
 from torch import nn
 
-from .._logging import logger
-from ._base import AttributionInputs, AttributionModel, preprocess_counts
+from ._base import AttributionInputs, AttributionModel, load_matching_state, preprocess_counts
 from ._transformer import Precision, autocast, check_precision, post_norm_layer
 
 #: file names of the published checkpoint folder
@@ -242,31 +240,14 @@ def _strip(state: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Te
 
 def load_encoder_state(encoder: ScFoundationEncoder, state: Mapping[str, torch.Tensor], *, source: str) -> list[str]:
     """Load the encoder path with strict key matching; return the other keys (decoder, heads), which are kept."""
-    expected = encoder.state_dict()
-    missing = [key for key in expected if key not in state]
-    if missing:
-        shown = ", ".join(missing[:6]) + (f" … ({len(missing)} in all)" if len(missing) > 6 else "")
-        raise KeyError(
-            f"{source} lacks scFoundation encoder parameters: {shown}. Point to the published models.ckpt (its "
-            "'cell' entry) or a file written by ScFoundation.save, whose config matches the weights."
-        )
-    mismatched = [
-        f"{key} {tuple(state[key].shape)} (config implies {tuple(value.shape)})"
-        for key, value in expected.items()
-        if state[key].shape != value.shape
-    ]
-    if mismatched:
-        raise ValueError(f"{source}: weights do not match the config: {'; '.join(mismatched[:4])}.")
-    encoder.load_state_dict({key: state[key] for key in expected}, strict=True)
-    others = sorted(set(state) - set(expected))
-    if others:
-        modules = Counter(key.split(".")[0] for key in others)
-        logger.info(
-            "scFoundation: %d tensors not used for the cell embedding (%s)",
-            len(others),
-            ", ".join(f"{name}: {n}" for name, n in sorted(modules.items())),
-        )
-    return others
+    return load_matching_state(
+        encoder,
+        state,
+        source=source,
+        label="scFoundation",
+        missing_hint="Point to the published models.ckpt (its 'cell' entry) or a file written by ScFoundation.save, "
+        "whose config matches the weights.",
+    )
 
 
 def _read_gene_index(path: Path) -> pd.Index:

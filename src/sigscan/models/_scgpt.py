@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from scipy import sparse
 from torch import nn
 
-from .._logging import logger
-from ._base import AttributionInputs, AttributionModel
+from ._base import AttributionInputs, AttributionModel, load_matching_state
 from ._binning import N_BINS, bin_matrix
 from ._transformer import Precision, autocast, check_precision, post_norm_layer
 
@@ -289,39 +288,22 @@ def load_encoder_state(encoder: ScGPTEncoder, state: Mapping[str, torch.Tensor],
     must be present with the right shape; other keys (decoders, MVC, classifier heads) are ignored and returned.
     """
     state = {_rename(key): value for key, value in state.items()}
-    expected = encoder.state_dict()
-    missing = [key for key in expected if key not in state]
-    if missing:
-        shown = ", ".join(missing[:6]) + (f" … ({len(missing)} in all)" if len(missing) > 6 else "")
-        raise KeyError(
-            f"{source} lacks scGPT encoder parameters: {shown}. Point to the best_model.pt of a scGPT "
-            "TransformerModel with a continuous value encoder, whose args.json matches it (nlayers, embsize)."
-        )
-    rows = expected["encoder.embedding.weight"].shape[0]
-    if state["encoder.embedding.weight"].shape[0] != rows:
+    rows = encoder.encoder.embedding.num_embeddings
+    vocab_rows = state["encoder.embedding.weight"].shape[0] if "encoder.embedding.weight" in state else rows
+    if vocab_rows != rows:
         raise ValueError(
-            f"{source}: encoder.embedding.weight has {state['encoder.embedding.weight'].shape[0]} rows but vocab.json "
+            f"{source}: encoder.embedding.weight has {vocab_rows} rows but vocab.json "
             f"(with {', '.join(SPECIAL_TOKENS)}) has {rows} tokens; use the vocab.json saved with these weights."
         )
-    mismatched = [
-        f"{key} {tuple(state[key].shape)} (args.json implies {tuple(value.shape)})"
-        for key, value in expected.items()
-        if state[key].shape != value.shape
-    ]
-    if mismatched:
-        raise ValueError(
-            f"{source} does not match args.json: {'; '.join(mismatched[:4])}. Use the args.json saved with these weights."
-        )
-    encoder.load_state_dict({key: state[key] for key in expected}, strict=True)
-    ignored = sorted(set(state) - set(expected))
-    if ignored:
-        modules = Counter(key.split(".")[0] for key in ignored)
-        logger.info(
-            "scGPT: ignored %d tensors not used for the cell embedding (%s)",
-            len(ignored),
-            ", ".join(f"{name}: {n}" for name, n in sorted(modules.items())),
-        )
-    return ignored
+    return load_matching_state(
+        encoder,
+        state,
+        source=source,
+        label="scGPT",
+        config="args.json",
+        missing_hint="Point to the best_model.pt of a scGPT TransformerModel with a continuous value encoder, whose "
+        "args.json matches it (nlayers, embsize).",
+    )
 
 
 class ScGPT(AttributionModel):
