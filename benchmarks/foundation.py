@@ -57,7 +57,7 @@ def _sctab_flops(nnz_per_cell: float, n_steps: int) -> float:
 def sctab_rows(n_cells: int = 256, repeats: int = 3, methods: tuple[str, ...] = ("ig", "ixg")) -> list[dict]:
     """Cells/s of the fast path and of captum on a full-size SSL-scTab, and the fraction of the FLOP limit."""
     genes = pbmc_gene_order(SCTAB_GENES)
-    model = ss.models.ScTabSSL.random(genes, units=SCTAB_UNITS, seed=0)
+    model = ss.models.ScTabSSL.random(genes, units=SCTAB_UNITS, random_state=0)
     adata = benchmark_cells(n_cells)
     nnz = model.prepare(adata).nnz / n_cells
     gflops = matmul_gflops()
@@ -95,7 +95,7 @@ def _scfoundation_flops(tokens: float, n_steps: int) -> float:
 def scfoundation_rows(n_cells: int = 8, repeats: int = 3, methods: tuple[str, ...] = ("ig", "ixg")) -> list[dict]:
     """Cells/s of sigscan's batched path and of captum one cell per call on a reduced scFoundation."""
     genes = pbmc_gene_order(SCF_GENES)
-    model = ss.models.ScFoundation.random(genes, **SCF_SIZE, seed=0)
+    model = ss.models.ScFoundation.random(genes, **SCF_SIZE, random_state=0)
     adata = benchmark_cells(n_cells)
     x = model.prepare(adata)
     tokens = x.nnz / n_cells + 2

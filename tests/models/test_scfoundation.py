@@ -26,7 +26,7 @@ def genes() -> pd.Index:
 
 @pytest.fixture(scope="module")
 def model(genes) -> ss.models.ScFoundation:
-    return ss.models.ScFoundation.random(genes, **SIZES, seed=1)
+    return ss.models.ScFoundation.random(genes, **SIZES, random_state=1)
 
 
 @pytest.fixture(scope="module")

@@ -38,9 +38,9 @@ def adata(genes) -> ad.AnnData:
     )
 
 
-def _mlp(sizes, activation, *, final_activation=False, seed=0) -> nn.Sequential:
+def _mlp(sizes, activation, *, final_activation=False, random_state=0) -> nn.Sequential:
     """ssl_in_scg's MLP layout: Linear, activation, Dropout per hidden layer, then the last Linear."""
-    torch.manual_seed(seed)
+    torch.manual_seed(random_state)
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(a, b))
@@ -77,7 +77,7 @@ def _embed_plain(module, adata, genes):
 @pytest.mark.parametrize("kind", ["masked", "byol", "barlow", "backbone"])
 def test_ssl_encoders_load_and_embed(kind, genes, adata, tmp_path):
     encoder = _mlp([N_GENES, *UNITS], nn.SELU)
-    other = _mlp([N_GENES, *UNITS], nn.SELU, seed=5)  # the EMA target / decoder must not be picked up
+    other = _mlp([N_GENES, *UNITS], nn.SELU, random_state=5)  # the EMA target / decoder must not be picked up
     state = {
         "masked": {**_prefixed("encoder.", encoder), **_prefixed("decoder.0.", other)},
         "byol": {**_prefixed("inner_model.", encoder), **_prefixed("byol.target_encoder.net.", other)},
@@ -145,7 +145,7 @@ def test_errors(genes, tmp_path):
 
 @pytest.mark.parametrize("kind", ["ssl", "classifier"])
 def test_round_trip(kind, genes, adata, tmp_path):
-    model = ss.models.ScTabSSL.random(genes, units=UNITS, kind=kind, n_classes=5, seed=2)
+    model = ss.models.ScTabSSL.random(genes, units=UNITS, kind=kind, n_classes=5, random_state=2)
     loaded = ss.models.ScTabSSL(model.save(tmp_path))
     assert loaded.checksum == model.checksum and loaded.activation == model.activation
     a, b = adata.copy(), adata.copy()
@@ -157,7 +157,7 @@ def test_round_trip(kind, genes, adata, tmp_path):
 @pytest.mark.parametrize("method", ["ig", "ixg", "dl"])
 @pytest.mark.parametrize("kind", ["ssl", "classifier"])
 def test_fast_path_equals_captum(kind, method, genes, adata):
-    model = ss.models.ScTabSSL.random(genes, units=UNITS, kind=kind, seed=4)
+    model = ss.models.ScTabSSL.random(genes, units=UNITS, kind=kind, random_state=4)
     assert model.first_linear() is not None
     data = adata.copy()
     ss.pp.attributions(data, model, method=method, device="cpu", progress=False)
@@ -182,7 +182,7 @@ def test_full_size_fast_path_matches_float64_captum(pbmc_small):
     """The published sizes (512-512-256-256-64) over 3,000 genes: the fast path against captum in float64."""
     from captum.attr import IntegratedGradients
 
-    model = ss.models.ScTabSSL.random(pbmc_small.var_names, seed=0)
+    model = ss.models.ScTabSSL.random(pbmc_small.var_names, random_state=0)
     data = pbmc_small[:6].copy()
     ss.pp.attributions(data, model, device="cpu", progress=False)
     x = torch.as_tensor(model.prepare(data).toarray(), dtype=torch.float64)
@@ -204,7 +204,7 @@ def test_full_size_fast_path_matches_float64_captum(pbmc_small):
 
 
 def test_cli(genes, adata, tmp_path):
-    folder = ss.models.ScTabSSL.random(genes, units=UNITS, seed=1).save(tmp_path / "model")
+    folder = ss.models.ScTabSSL.random(genes, units=UNITS, random_state=1).save(tmp_path / "model")
     counts = tmp_path / "counts.h5ad"
     adata.write_h5ad(counts)
     out = tmp_path / "out.h5ad"

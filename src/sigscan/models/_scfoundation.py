@@ -389,7 +389,7 @@ class ScFoundation(AttributionModel):
         decoder_heads: int | None = None,
         bin_num: int = 100,
         bin_alpha: float = 1.0,
-        seed: int = 0,
+        random_state: int = 0,
         pool: Pool = "all",
         tgthighres: str = "t4",
         precision: Precision = "float32",
@@ -400,7 +400,7 @@ class ScFoundation(AttributionModel):
 
         The defaults are the encoder sizes of the published cell model; ``seq_len`` is the number of genes + 2. The
         masked-auto-encoder decoder (needed by a strict official load, not by the embedding) is a small transformer
-        block (``decoder_*``; the published decoder is a Performer). ``seed`` seeds the weights; LayerNorm scales and
+        block (``decoder_*``; the published decoder is a Performer). ``random_state`` seeds the weights; LayerNorm scales and
         shifts are randomised too. Save it in the published layout with :meth:`save`.
         """
         genes = pd.Index(gene_order).astype(str)
@@ -429,7 +429,7 @@ class ScFoundation(AttributionModel):
         }
         merged = merge_config(config, "ScFoundation.random")
         with torch.random.fork_rng():
-            torch.manual_seed(seed)
+            torch.manual_seed(random_state)
             encoder = _build_encoder(merged)
             decoder = _TransformerStack(decoder_dim, decoder_depth, decoder_heads or heads)
             with torch.no_grad():

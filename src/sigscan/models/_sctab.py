@@ -276,7 +276,7 @@ class ScTabSSL(TorchEncoder):
         units: Sequence[int] = (512, 512, 256, 256, 64),
         kind: str = "ssl",
         n_classes: int = 164,
-        seed: int = 0,
+        random_state: int = 0,
         min_gene_overlap: int = 500,
         name: str = "sctab",
     ) -> ScTabSSL:
@@ -293,7 +293,7 @@ class ScTabSSL(TorchEncoder):
         prefix = "encoder." if kind == "ssl" else "classifier."
         layers: list[nn.Module] = []
         with torch.random.fork_rng():
-            torch.manual_seed(seed)
+            torch.manual_seed(random_state)
             for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
                 layers.append(nn.Linear(n_in, n_out))
                 if i < len(sizes) - 2:
