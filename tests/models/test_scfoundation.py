@@ -288,3 +288,14 @@ def test_cli(folder, adata, tmp_path, capsys):
     )
     assert main(["attributions", str(counts), "--model", "foundation:x", "--out", str(out)]) != 0
     assert "scfoundation" in capsys.readouterr().err
+
+
+def test_mask_and_pad_values_get_their_embeddings(model):
+    """Values equal to the mask / pad token ids (102, 103) take emb_mask / emb_pad, as in the published module."""
+    embedding = model.encoder.token_emb
+    values = torch.tensor([[0.5, 102.0, 103.0, 4.0]])
+    with torch.no_grad():
+        out = embedding(values)
+    torch.testing.assert_close(out[0, 1], embedding.emb_mask.weight[0])
+    torch.testing.assert_close(out[0, 2], embedding.emb_pad.weight[0])
+    assert not torch.allclose(out[0, 0], embedding.emb_pad.weight[0])

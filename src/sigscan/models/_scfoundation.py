@@ -56,9 +56,11 @@ class AutoBinEmbedding(nn.Module):
         h = F.leaky_relu(self.mlp(values.unsqueeze(-1)), 0.1)
         weights = torch.softmax(self.bin_alpha * h + self.mlp2(h), dim=-1)
         out = weights @ self.emb.weight.to(weights.dtype)
-        special = values.unsqueeze(-1)
-        out = torch.where(special == self.mask_token_id, self.emb_mask.weight[0].to(out.dtype), out)
-        return torch.where(special == self.pad_token_id, self.emb_pad.weight[0].to(out.dtype), out)
+        for token_id, table in ((self.mask_token_id, self.emb_mask), (self.pad_token_id, self.emb_pad)):
+            special = values.unsqueeze(-1) == token_id
+            if special.any():  # never for normalised values and T/S; skip two full passes over the tokens
+                out = torch.where(special, table.weight[0].to(out.dtype), out)
+        return out
 
 
 class _TransformerStack(nn.Module):
