@@ -8,6 +8,8 @@ fraction of the FLOP limit (FLOPs per cell of the exact fast path ÷ measured ma
     python benchmarks/attributions.py                 # full comparison (needs benchmarks/requirements.txt)
     python benchmarks/attributions.py --no-reference  # sigscan only
     python benchmarks/attributions.py --memory 100000 # adds the 100k-cell backed-file peak-RSS check
+
+The scGPT row comes from benchmarks/scgpt.py, the scFoundation and SSL-scTab rows from benchmarks/foundation.py.
 """
 
 from __future__ import annotations
@@ -158,6 +160,11 @@ def main() -> None:
     parser.add_argument("--memory", type=int, default=0, help="also run N cells from a backed h5ad to a zarr store")
     parser.add_argument("--memory-method", default="ig", choices=METHODS)
     parser.add_argument("--no-scgpt", action="store_true", help="skip the scGPT row (benchmarks/scgpt.py)")
+    parser.add_argument(
+        "--no-foundation",
+        action="store_true",
+        help="skip the scFoundation and SSL-scTab rows (benchmarks/foundation.py)",
+    )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -237,6 +244,12 @@ def main() -> None:
             "\nscGPT (12 layers × 512, 1,200 genes):",
             json.dumps(scgpt_row(device="cuda" if torch.cuda.is_available() else "cpu")),
         )
+    if not args.no_foundation:
+        from foundation import scfoundation_rows, sctab_rows  # benchmarks/foundation.py
+
+        print("\nSSL-scTab and scFoundation (CPU; sigscan against captum on the same module):")
+        for row in [*sctab_rows(), *scfoundation_rows()]:
+            print(json.dumps(row, ensure_ascii=False))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ MODULES = [
     "sigscan._gene_sets",
     "sigscan.datasets._datasets",
     "sigscan.datasets._synthetic",
+    "sigscan.models._scfoundation",
     "sigscan.models._scimilarity",
+    "sigscan.models._sctab",
     "sigscan.models._torch",
     "sigscan.pp._attributions",
 ]

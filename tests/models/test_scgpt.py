@@ -459,3 +459,38 @@ def test_command_line_attributions(model, adata, tmp_path, capsys):
         == 2
     )
     assert "method='ig'" in capsys.readouterr().err
+
+
+def test_ignored_args_are_reported_once(model, adata, tmp_path):
+    import warnings
+
+    folder = model.save(tmp_path / "published")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the published defaults: nothing ignored, no warning
+        assert ss.models.ScGPT(folder).ignored_args == []
+    args = json.loads((folder / "args.json").read_text())
+    args |= {"input_style": "normed_raw", "cell_emb_style": "avg-pool", "max_seq_len": 3001, "DSBN": True}
+    (folder / "args.json").write_text(json.dumps(args))
+    with pytest.warns(UserWarning) as record:
+        loaded = ss.models.ScGPT(folder)
+    assert len(record) == 1
+    message = str(record[0].message)
+    for setting in ("input_style='normed_raw'", "cell_emb_style='avg-pool'", "max_seq_len=3001", "DSBN"):
+        assert setting in message
+    data = adata.copy()
+    ss.pp.attributions(data, loaded, method="ixg", device="cpu", progress=False)
+    provenance = data.uns["sigscan"]["attributions"]["attr_scgpt_ixg"]
+    assert provenance["max_length"] == 1200 and provenance["binning_seed"] == 0
+    assert provenance["head"] == "prenorm" and "pre-normalisation" in provenance["heads"]
+    assert "max_seq_len=3001" in provenance["ignored_args"]
+
+
+def test_bf16_precision_plumbing(model, adata):
+    exact, reduced = adata.copy(), adata.copy()
+    ss.pp.embeddings(exact, model, device="cpu", progress=False)
+    bf16 = ss.models.ScGPT.random(model.gene_order, **SIZES, random_state=3, precision="bf16")
+    ss.pp.embeddings(reduced, bf16, device="cpu", progress=False)
+    a, b = exact.obsm["X_scgpt"], reduced.obsm["X_scgpt"]
+    assert not np.array_equal(a, b)
+    np.testing.assert_allclose(b, a, atol=0.05)
+    assert reduced.uns["sigscan"]["embeddings"]["X_scgpt"]["precision"] == "bf16"

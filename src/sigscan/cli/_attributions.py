@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import load_model, read_anndata
+from ._common import MODEL_HELP, load_model, read_anndata
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(.h5ad: a copy of IN with the attribution layer; .zarr: an incremental store that resumes if interrupted).",
     )
     parser.add_argument("input", metavar="IN", help="counts as .h5ad, .zarr or .h5mu")
-    parser.add_argument("--model", required=True, help="KIND:DIR with KIND scimilarity, scvi or scgpt")
+    parser.add_argument("--model", required=True, help=MODEL_HELP)
     parser.add_argument("--method", default="ig", choices=("ig", "dl", "ixg"))
     parser.add_argument("--out", required=True, help="output .h5ad or .zarr")
     parser.add_argument("--layer", default=None, help="layer with raw counts (default X)")

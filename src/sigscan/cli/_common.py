@@ -25,14 +25,24 @@ def read_anndata(path: str | os.PathLike, *, backed: bool = False) -> Any:
     return ad.read_h5ad(path, backed="r" if backed else None)
 
 
+#: ``--model KIND:DIR``: every model kind the command line loads, and the ``ss.models`` class that loads it
+MODEL_KINDS: dict[str, str] = {
+    "scimilarity": "SCimilarity",
+    "scvi": "SCVI",
+    "scgpt": "ScGPT",
+    "scfoundation": "ScFoundation",
+    "sctab": "ScTabSSL",
+}
+MODEL_HELP = f"KIND:DIR with KIND one of {', '.join(MODEL_KINDS)} (e.g. scgpt:./scGPT_human)"
+
+
 def load_model(spec: str) -> Any:
-    """``scimilarity:DIR``, ``scvi:DIR`` or ``scgpt:DIR`` → a model wrapper."""
+    """``KIND:DIR`` (a kind of :data:`MODEL_KINDS`) → a model wrapper."""
     from .. import models
 
     kind, sep, location = spec.partition(":")
-    loaders = {"scimilarity": "SCimilarity", "scvi": "SCVI", "scgpt": "ScGPT"}
-    if not sep or kind not in loaders:
-        raise ValueError(f"--model {spec!r}: use KIND:DIR with KIND one of {', '.join(loaders)} (e.g. scvi:./model)")
-    if not hasattr(models, loaders[kind]):
+    if not sep or kind not in MODEL_KINDS:
+        raise ValueError(f"--model {spec!r}: use {MODEL_HELP}")
+    if not hasattr(models, MODEL_KINDS[kind]):
         raise ValueError(f"--model {kind}: this model type is not available in this installation")
-    return getattr(models, loaders[kind])(location)
+    return getattr(models, MODEL_KINDS[kind])(location)

@@ -1,8 +1,10 @@
 """Encoder wrappers: what :func:`sigscan.pp.attributions` attributes."""
 
 from ._base import AttributionModel, FirstLinear
+from ._scfoundation import ScFoundation, ScFoundationEncoder
 from ._scgpt import ScGPT, ScGPTEncoder
 from ._scimilarity import SCimilarity, SCimilarityEncoder
+from ._sctab import ScTabSSL
 from ._scvi import SCVI
 from ._torch import TorchEncoder
 
@@ -12,7 +14,10 @@ __all__ = [
     "FirstLinear",
     "SCimilarity",
     "SCimilarityEncoder",
+    "ScFoundation",
+    "ScFoundationEncoder",
     "ScGPT",
     "ScGPTEncoder",
+    "ScTabSSL",
     "TorchEncoder",
 ]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
@@ -15,6 +16,7 @@ from scipy import sparse
 from torch import nn
 
 from .._genes import GeneAlignment, align_genes
+from .._logging import logger
 from .._utils import as_csr_float32, scale_rows, sha256_arrays
 
 if TYPE_CHECKING:
@@ -114,8 +116,19 @@ class AttributionModel(ABC):
         return None
 
     def default_batch_size(self, device: torch.device, method: str) -> int | None:
-        """Cells per batch when the user gives none (``None``: the engine's default)."""
+        """Cells per batch when the user gives none (``None``: the engine's default).
+
+        ``method`` is an attribution method or ``"embed"`` (:func:`sigscan.pp.embeddings`).
+        """
         return None
+
+    def provenance(self) -> dict[str, Any]:
+        """Model settings that shape the results, recorded with them.
+
+        Merged into the provenance that :func:`sigscan.pp.attributions` and :func:`sigscan.pp.embeddings` write to
+        ``uns``.
+        """
+        return {}
 
     # --- shared behaviour -------------------------------------------------------------------------------------
 
@@ -182,3 +195,46 @@ class AttributionModel(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, n_genes={self.n_genes}, embedding_dim={self.embedding_dim})"
+
+
+def load_matching_state(
+    module: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    *,
+    source: str,
+    label: str,
+    missing_hint: str,
+    config: str = "the config",
+) -> list[str]:
+    """Load the parameters ``module`` needs from a checkpoint's ``state`` with strict key and shape matching.
+
+    A missing key is a :class:`KeyError` naming it (and ``missing_hint``), a shape that differs a :class:`ValueError`
+    naming the tensor and the ``config`` that implied the module's shape. Keys the module does not use (decoders,
+    heads) are logged at INFO, per top-level module, and returned sorted.
+    """
+    expected = module.state_dict()
+    missing = [key for key in expected if key not in state]
+    if missing:
+        shown = ", ".join(missing[:6]) + (f" … ({len(missing)} in all)" if len(missing) > 6 else "")
+        raise KeyError(f"{source} lacks {label} encoder parameters: {shown}. {missing_hint}")
+    mismatched = [
+        f"{key} {tuple(state[key].shape)} ({config} implies {tuple(value.shape)})"
+        for key, value in expected.items()
+        if state[key].shape != value.shape
+    ]
+    if mismatched:
+        raise ValueError(
+            f"{source} does not match {config}: {'; '.join(mismatched[:4])}. Use the {config} saved with these weights."
+        )
+    module.load_state_dict({key: state[key] for key in expected}, strict=True)
+    others = sorted(set(state) - set(expected))
+    if others:
+        modules = Counter(key.split(".")[0] for key in others)
+        logger.info(
+            "%s: ignored %d tensors not used for the cell embedding (%s)",
+            label,
+            len(others),
+            ", ".join(f"{name}: {n}" for name, n in sorted(modules.items())),
+        )
+    return others
+

@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import re
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,9 +20,9 @@ import torch.nn.functional as F
 from scipy import sparse
 from torch import nn
 
-from .._logging import logger
-from ._base import AttributionInputs, AttributionModel
+from ._base import AttributionInputs, AttributionModel, load_matching_state
 from ._binning import N_BINS, bin_matrix
+from ._transformer import Precision, autocast, check_precision, post_norm_layer
 
 #: tokens the published embedding code adds to the vocabulary when missing, in this order
 SPECIAL_TOKENS: tuple[str, ...] = ("<pad>", "<cls>", "<eoc>")
@@ -113,7 +114,7 @@ class ScGPTEncoder(nn.Module):
     def cell_embedding(self, genes: torch.Tensor, values: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
         """Output at the first (``<cls>``) position, batch × ``d_model``.
 
-        In eval mode the layers are evaluated by :func:`_post_norm_layer` (the same arithmetic as
+        In eval mode the layers are evaluated by :func:`sigscan.models._transformer.post_norm_layer` (the same arithmetic as
         :class:`torch.nn.TransformerEncoderLayer`, kept batch-first and contiguous, and with the last layer computed
         for the first position only); in training mode by the module itself.
         """
@@ -123,28 +124,8 @@ class ScGPTEncoder(nn.Module):
         keep = ~padding_mask[:, None, None, :]  # batch × 1 × 1 × keys, True where attended
         layers = self.transformer_encoder.layers
         for i, layer in enumerate(layers):
-            x = _post_norm_layer(layer, x, keep, first_only=i == len(layers) - 1)
+            x = post_norm_layer(layer, x, keep, first_only=i == len(layers) - 1)
         return x[:, 0]
-
-
-def _post_norm_layer(
-    layer: nn.TransformerEncoderLayer, x: torch.Tensor, keep: torch.Tensor, *, first_only: bool = False
-) -> torch.Tensor:
-    """One post-norm encoder layer in eval mode: ``norm1(x + attention(x))``, then ``norm2(x + ffn(x))``."""
-    attention = layer.self_attn
-    batch, length, d = x.shape
-    heads = attention.num_heads
-    weight, bias = attention.in_proj_weight, attention.in_proj_bias
-    key_value = F.linear(x, weight[d:], bias[d:]).view(batch, length, 2, heads, d // heads).permute(2, 0, 3, 1, 4)
-    residual = x[:, :1] if first_only else x
-    query = F.linear(residual, weight[:d], bias[:d])
-    query = query.view(batch, residual.shape[1], heads, d // heads).transpose(1, 2)
-    out = F.scaled_dot_product_attention(query, key_value[0], key_value[1], attn_mask=keep)
-    out = F.linear(
-        out.transpose(1, 2).reshape(batch, residual.shape[1], d), attention.out_proj.weight, attention.out_proj.bias
-    )
-    x = layer.norm1(residual + out)
-    return layer.norm2(x + layer.linear2(layer.activation(layer.linear1(x))))
 
 
 @dataclass(frozen=True)
@@ -275,6 +256,27 @@ def _read_vocab(path: Path, pad_token: str) -> dict[str, int]:
     return vocab
 
 
+def _ignored_args(args: Mapping[str, Any], max_length: int | None, ignored_keys: Sequence[str]) -> list[str]:
+    """``args.json`` settings that shape the published embedding but that sigscan does not apply, with the reason."""
+    out = []
+    if args.get("input_style", "binned") != "binned":
+        out.append(f"input_style={args['input_style']!r} (sigscan bins values per cell, input_style='binned')")
+    if args.get("cell_emb_style", "cls") != "cls":
+        out.append(f"cell_emb_style={args['cell_emb_style']!r} (sigscan embeds a cell by its <cls> output)")
+    if "max_seq_len" in args and args["max_seq_len"] != max_length:
+        out.append(
+            f"max_seq_len={args['max_seq_len']} (sigscan uses max_length={max_length}, the published embedding "
+            "default, and splits longer cells into chunks; pass max_length= to change it)"
+        )
+    batch_keys = [key for key in ignored_keys if key.split(".")[0] in ("dsbn", "batch_encoder", "bn")]
+    if args.get("DSBN") or args.get("use_batch_labels") or batch_keys:
+        out.append(
+            "DSBN/use_batch_labels batch-label weights "
+            f"({len(batch_keys)} tensors; the embedding is computed without batch labels, as for unseen data)"
+        )
+    return out
+
+
 def _is_special(token: str) -> bool:
     return token.startswith("<") and token.endswith(">")
 
@@ -286,39 +288,22 @@ def load_encoder_state(encoder: ScGPTEncoder, state: Mapping[str, torch.Tensor],
     must be present with the right shape; other keys (decoders, MVC, classifier heads) are ignored and returned.
     """
     state = {_rename(key): value for key, value in state.items()}
-    expected = encoder.state_dict()
-    missing = [key for key in expected if key not in state]
-    if missing:
-        shown = ", ".join(missing[:6]) + (f" … ({len(missing)} in all)" if len(missing) > 6 else "")
-        raise KeyError(
-            f"{source} lacks scGPT encoder parameters: {shown}. Point to the best_model.pt of a scGPT "
-            "TransformerModel with a continuous value encoder, whose args.json matches it (nlayers, embsize)."
-        )
-    rows = expected["encoder.embedding.weight"].shape[0]
-    if state["encoder.embedding.weight"].shape[0] != rows:
+    rows = encoder.encoder.embedding.num_embeddings
+    vocab_rows = state["encoder.embedding.weight"].shape[0] if "encoder.embedding.weight" in state else rows
+    if vocab_rows != rows:
         raise ValueError(
-            f"{source}: encoder.embedding.weight has {state['encoder.embedding.weight'].shape[0]} rows but vocab.json "
+            f"{source}: encoder.embedding.weight has {vocab_rows} rows but vocab.json "
             f"(with {', '.join(SPECIAL_TOKENS)}) has {rows} tokens; use the vocab.json saved with these weights."
         )
-    mismatched = [
-        f"{key} {tuple(state[key].shape)} (args.json implies {tuple(value.shape)})"
-        for key, value in expected.items()
-        if state[key].shape != value.shape
-    ]
-    if mismatched:
-        raise ValueError(
-            f"{source} does not match args.json: {'; '.join(mismatched[:4])}. Use the args.json saved with these weights."
-        )
-    encoder.load_state_dict({key: state[key] for key in expected}, strict=True)
-    ignored = sorted(set(state) - set(expected))
-    if ignored:
-        modules = Counter(key.split(".")[0] for key in ignored)
-        logger.info(
-            "scGPT: ignored %d tensors not used for the cell embedding (%s)",
-            len(ignored),
-            ", ".join(f"{name}: {n}" for name, n in sorted(modules.items())),
-        )
-    return ignored
+    return load_matching_state(
+        encoder,
+        state,
+        source=source,
+        label="scGPT",
+        config="args.json",
+        missing_hint="Point to the best_model.pt of a scGPT TransformerModel with a continuous value encoder, whose "
+        "args.json matches it (nlayers, embsize).",
+    )
 
 
 class ScGPT(AttributionModel):
@@ -345,7 +330,16 @@ class ScGPT(AttributionModel):
     square).
 
     Embedding: the transformer output at ``<cls>``, L2-normalised as the published embedding helper does
-    (``head="prenorm"`` explains it before normalisation). Attributions are taken with respect to the binned value
+    (``head="prenorm"`` explains it before normalisation). The two attribution methods therefore explain different
+    heads by default (``head="auto"``): ``method="ig"`` the L2-normalised embedding (as the reference does), and
+    ``method="ixg"`` the embedding *before* normalisation, because the gradient of the normalised summation head
+    vanishes at the cell itself (SPEC 1.1); the head used is recorded in the provenance (``head``, ``heads``).
+
+    ``args.json`` settings the published embedding path reads but sigscan does not apply are reported once, in one
+    warning when the folder is loaded: ``input_style`` other than ``"binned"`` (sigscan bins), ``cell_emb_style``
+    other than ``"cls"`` (sigscan embeds with ``<cls>``), ``max_seq_len`` (sigscan uses ``max_length``, the
+    published embedding default of 1,200, and chunks longer cells), and ``DSBN`` / ``use_batch_labels`` (batch-label
+    weights: the embedding is computed without batch labels, as for unseen data). Attributions are taken with respect to the binned value
     tensor of the gene positions; the ``<cls>`` value is not part of it (a zero baseline for it would attribute to a
     token that is no gene), and padding positions are masked out, so they receive nothing. ``method="dl"`` is refused:
     captum's DeepLift has no rule for attention. IG along the path ``α · bins`` crosses the ReLU kinks of the value
@@ -358,7 +352,10 @@ class ScGPT(AttributionModel):
     max_length
         Longest sequence, ``<cls>`` included (the published default 1,200), or ``None`` for no limit.
     random_state
-        Seed of the tie-breaking draws of the binning.
+        Seed of the tie-breaking draws of the binning (recorded in provenance as ``binning_seed``).
+    precision
+        ``"float32"`` (default), ``"bf16"`` or ``"fp16"``: autocast of the forward pass (fused bf16/fp16 attention on
+        CUDA; ``"bf16"`` also on CPU). Recorded in provenance.
     min_gene_overlap
         Fewer vocabulary genes than this in the data raise an error.
     name
@@ -392,6 +389,7 @@ class ScGPT(AttributionModel):
         *,
         max_length: int | None = 1200,
         random_state: int = 0,
+        precision: Precision = "float32",
         min_gene_overlap: int = 500,
         name: str = "scgpt",
     ):
@@ -421,6 +419,14 @@ class ScGPT(AttributionModel):
             min_gene_overlap=min_gene_overlap,
             name=name,
         )
+        self.precision = check_precision(precision)
+        self.ignored_args = _ignored_args(args, self.max_length, self.ignored_keys)
+        if self.ignored_args:
+            warnings.warn(
+                f"{path / 'args.json'}: sigscan does not apply these settings: " + "; ".join(self.ignored_args) + ".",
+                UserWarning,
+                stacklevel=2,
+            )
         self.path = path
 
     def _init(
@@ -452,6 +458,8 @@ class ScGPT(AttributionModel):
         self.min_gene_overlap = min_gene_overlap
         self.name = name
         self.path = None
+        self.precision = "float32"
+        self.ignored_args = []
         if not hasattr(self, "ignored_keys"):
             self.ignored_keys = []
 
@@ -468,6 +476,7 @@ class ScGPT(AttributionModel):
         pad_value: float = -2,
         random_state: int = 0,
         max_length: int | None = 1200,
+        precision: Precision = "float32",
         min_gene_overlap: int = 500,
         name: str = "scgpt",
     ) -> ScGPT:
@@ -520,6 +529,7 @@ class ScGPT(AttributionModel):
             min_gene_overlap=min_gene_overlap,
             name=name,
         )
+        self.precision = check_precision(precision)
         return self
 
     def save(self, path: str | os.PathLike, *, flash_attention: bool = False) -> Path:
@@ -566,6 +576,15 @@ class ScGPT(AttributionModel):
         if device.type == "cpu":
             return 4 if method == "ig" else 8
         return 32 if method == "ig" else 128
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "max_length": self.max_length or 0,  # 0: no limit
+            "binning_seed": self.random_state,
+            "precision": self.precision,
+            "heads": "head='auto': ig explains the L2-normalised <cls> embedding, ixg the pre-normalisation one",
+            "ignored_args": "; ".join(self.ignored_args),
+        }
 
     def sequences(self, x: sparse.csr_matrix, device: torch.device | str = "cpu") -> _Sequences:
         """Token sequences of binned cells ``x`` (CSR, cells × :attr:`gene_order`) on ``device``."""
@@ -627,7 +646,8 @@ class ScGPT(AttributionModel):
             )
         cls = inputs.new_full((inputs.shape[0], 1), self.pad_value)
         values = torch.cat([cls, inputs.masked_fill(mask[:, 1:], self.pad_value)], dim=1)
-        out = self.encoder.cell_embedding(genes, values, mask)
+        with autocast(self.precision, inputs.device):
+            out = self.encoder.cell_embedding(genes, values, mask).float()
         if layout.chunked:
             slots, counts = layout.groups(repeats, out.device)
             sums = out.new_zeros(repeats * layout.n_cells, out.shape[1]).index_add(0, slots, out)

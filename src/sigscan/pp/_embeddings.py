@@ -129,5 +129,6 @@ def embeddings(
         "weights_sha256": model.checksum,
         "n_genes_overlap": settings.alignment.n_overlap,
         "layer": layer if layer is not None else "X",
+        **model.provenance(),
     }
     return adata if copy else None

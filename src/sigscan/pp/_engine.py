@@ -527,6 +527,7 @@ class AttributionSettings(ModelSettings):
             "engine": self.engine_name,
             "layer": self.layer if self.layer is not None else "X",
             "sigscan_version": _version(),
+            **self.model.provenance(),
         }
 
     def fingerprint(self, obs_names: pd.Index, var_names: pd.Index, *, space: str, n_columns: int) -> dict[str, Any]:
