@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= sigscan-demo
 
-.PHONY: install demo test test-all bench docs lint
+.PHONY: install browser demo test test-all bench docs lint
 
 $(BIN)/sigscan: pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,18 @@ install: $(BIN)/sigscan
 demo: install
 	$(BIN)/sigscan demo --out $(DEMO_OUT)
 
-test: install
+# headless Chromium + chromedriver for the browser tests (tests/pl/test_concept_explorer.py): installed with apt-get
+# when running as root on a machine that lacks them; otherwise a no-op (those tests then skip, saying why)
+browser:
+	@if command -v chromedriver >/dev/null 2>&1 && { command -v chromium >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1; }; then \
+		echo "browser: chromium and chromedriver found"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
+	else \
+		echo "browser: chromium/chromedriver missing and not root with apt-get; the browser tests will be skipped"; \
+	fi
+
+test: install browser
 	$(BIN)/python -m pytest -q
 
 test-all: install

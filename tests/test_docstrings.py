@@ -15,6 +15,7 @@ MODULES = [
     "sigscan.models._scimilarity",
     "sigscan.models._sctab",
     "sigscan.models._torch",
+    "sigscan.pl._concept_explorer",
     "sigscan.pp._attributions",
 ]
 

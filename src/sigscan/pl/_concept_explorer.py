@@ -83,18 +83,21 @@ def concept_explorer(
 
     Examples
     --------
+    After ``ss.tl.concepts`` (and optionally ``ss.tl.concept_genes`` / ``ss.tl.concept_enrichment``) and
+    ``sc.tl.umap``; here with made-up activations:
+
+    >>> import tempfile
     >>> import numpy as np, anndata as ad
     >>> from scipy import sparse
     >>> import sigscan as ss
     >>> adata = ad.AnnData(np.ones((100, 5), dtype=np.float32))
     >>> adata.obsm["X_umap"] = np.random.default_rng(0).normal(size=(100, 2))
     >>> adata.obsm["concepts"] = sparse.random(100, 16, density=0.2, format="csr", dtype=np.float32, random_state=0)
-    >>> ss.pl.concept_explorer(adata, "explorer.html").name
-    'explorer.html'
+    >>> path = ss.pl.concept_explorer(adata, f"{tempfile.mkdtemp()}/explorer.html")
+    >>> path.name, path.stat().st_size < 100_000
+    ('explorer.html', True)
     """
-    payload = explorer_payload(
-        adata, key=key, basis=basis, groupby=groupby, gene_sets=gene_sets, max_cells=max_cells
-    )
+    payload = explorer_payload(adata, key=key, basis=basis, groupby=groupby, gene_sets=gene_sets, max_cells=max_cells)
     page = render_page(payload)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -209,7 +212,7 @@ def _activations(adata: AnnData, key: str) -> sparse.csr_matrix:
     matrix = adata.obsm[key]
     if isinstance(matrix, pd.DataFrame):
         matrix = matrix.to_numpy()
-    matrix = sparse.csr_matrix(matrix) if not sparse.issparse(matrix) else sparse.csr_matrix(matrix)
+    matrix = sparse.csr_matrix(matrix)  # a copy-free view of CSR input; dense or other sparse formats converted
     if matrix.ndim != 2 or matrix.shape[1] == 0:
         raise ValueError(f"adata.obsm[{key!r}] must be cells × concepts; it has shape {matrix.shape}.")
     matrix = matrix.astype(np.float32)
@@ -291,9 +294,11 @@ def _cells_to_draw(n_obs: int, max_cells: int | None) -> np.ndarray | None:
 
 
 def _colour_scale(columns: sparse.csc_matrix) -> np.ndarray:
-    """Per concept, the activation drawn at the top of the colour scale: the 99th percentile of its non-zero
-    activations (the maximum with fewer than 100 active cells), so one outlier does not wash out the rest; larger
-    activations are drawn at the top colour."""
+    """Per concept, the activation drawn at the top of the colour scale.
+
+    The 99th percentile of its non-zero activations (the maximum with fewer than 100 active cells), so one outlier
+    does not wash out the rest; larger activations are drawn at the top colour.
+    """
     scale = np.ones(columns.shape[1], dtype=np.float64)
     for c in range(columns.shape[1]):
         values = columns.data[columns.indptr[c] : columns.indptr[c + 1]].astype(np.float64)
@@ -473,19 +478,19 @@ def _enrichment(sigscan_uns: dict, key: str, labels: list[str]) -> list[list[dic
     if sort_by:
         frame = frame.sort_values(sort_by, kind="stable")
     hits: list[list[dict[str, Any]]] = [[] for _ in labels]
-    for row in frame.itertuples(index=False):
-        entries = hits[row._position]
+    for row in frame.to_dict("records"):
+        entries = hits[row["_position"]]
         if len(entries) >= N_ENRICHMENT:
             continue
-        entry: dict[str, Any] = {"set": str(row.gene_set)}
+        entry: dict[str, Any] = {"set": str(row["gene_set"])}
         for name in ("overlap", "set_size", "method"):
-            if hasattr(row, name):
-                entry[name] = _scalar(getattr(row, name))
+            if name in row:
+                entry[name] = _scalar(row[name])
         for name in ("p", "fdr", "nes", "score"):
-            if hasattr(row, name):
-                entry[name] = _round([getattr(row, name)], 3)[0]
-        if hasattr(row, "genes"):
-            entry["genes"] = _gene_list(row.genes)
+            if name in row:
+                entry[name] = _round([row[name]], 3)[0]
+        if "genes" in row:
+            entry["genes"] = _gene_list(row["genes"])
         entries.append(entry)
     return hits
 
@@ -499,7 +504,7 @@ def _gene_list(value: Any) -> list[str]:
 
 
 def _colormap() -> list[int]:
-    """viridis as 255 RGB triples (for quantised activations 1..255; 0 = inactive)."""
+    """Viridis as 255 RGB triples (for quantised activations 1..255; 0 = inactive)."""
     from matplotlib import colormaps
 
     rgb = colormaps["viridis"](np.linspace(0.0, 1.0, 255))[:, :3]

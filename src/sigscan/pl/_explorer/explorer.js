@@ -423,7 +423,7 @@
       el("small", { text: (conceptsOfGene.get(g) || []).slice(0, 4).map((d) => D.labels[d.concept]).join(", ") })), () => showGene(g)]);
     section("Concepts", concepts, (c) => [el("div", { "data-concept": c }, el("span", { text: D.labels[c] }),
       el("small", { text: genesOf ? genesOf[c].genes.slice(0, 4).map((g) => D.genes[g]).join(", ") : "" })), () => selectConcept(c)]);
-    section("Gene sets", sets, (s) => [el("div", null, el("span", { text: D.gene_sets.names[s] }),
+    section("Gene sets", sets, (s) => [el("div", { "data-set": D.gene_sets.names[s] }, el("span", { text: D.gene_sets.names[s] }),
       el("small", { text: D.gene_sets.members[s].length + " genes in concepts" })), () => showGeneSet(s)]);
     if (!parts.length) {
       parts.push(el("div", { class: "none", text: "no match" + (genesOf ? " (genes: only those among the concepts' top genes)" : " (gene scores not computed)") }));
