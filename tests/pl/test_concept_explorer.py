@@ -146,8 +146,12 @@ def test_payload_decodes_to_the_data(tmp_path):
         hits = payload["enrichment"][c]
         assert len(hits) == 10 and [h["fdr"] for h in hits] == sorted(h["fdr"] for h in hits)
         assert hits[0]["genes"] == [f"GENE{c}", "GENE1"]
-    assert payload["summary"][:2] == [["cells", n], ["concepts", n_concepts]]
-    assert ["k", 3] in payload["summary"]
+    assert payload["summary"][:4] == [
+        ["cells", n, True],
+        ["concepts", n_concepts, True],
+        ["k", 3, True],
+        ["dead_fraction", 0.0, True],
+    ]
 
 
 def test_optional_parts_missing_and_varm_only(tmp_path):
@@ -175,7 +179,7 @@ def test_gene_sets_and_max_cells(tmp_path):
     assert arrays["coords"].size == 200 and arrays["act_indptr"][-1] == arrays["act_values"].size
     # statistics still describe all cells
     assert sum(payload["stats"]["n_active"]) == adata.obsm["concepts"].nnz
-    assert ["cells drawn", 100] in payload["summary"]
+    assert ["cells drawn", 100, True] in payload["summary"]
 
 
 def test_errors_name_the_fix_and_leave_adata_unchanged(tmp_path):

@@ -365,22 +365,24 @@ def _scalar(value: Any) -> Any:
     return None
 
 
+#: the recorded values the page's header shows (in this order); the others appear in its tooltip
+_HEADLINE = ("use_rep", "k", "variance_explained", "dead_fraction", "n_epochs")
+
+
 def _summary(info: dict, n_obs: int, n_cells: int, n_concepts: int) -> list[list[Any]]:
-    rows: list[list[Any]] = [["cells", n_obs], ["concepts", n_concepts]]
+    """``[name, value, shown in the header]`` rows: counts, then the scalar parameters and metrics in ``uns``."""
+    rows: list[list[Any]] = [["cells", n_obs, True], ["concepts", n_concepts, True]]
     if n_cells < n_obs:
-        rows.append(["cells drawn", n_cells])
+        rows.append(["cells drawn", n_cells, True])
+    recorded: dict[str, Any] = {}
     params = info.get("params", {})
-    if isinstance(params, dict):
-        for name, value in params.items():
+    for source in (params if isinstance(params, dict) else {}, info):
+        for name, value in source.items():
             scalar = _scalar(value)
             if scalar is not None and name != "n_concepts":
-                rows.append([str(name), scalar])
-    for name, value in info.items():
-        if name == "params":
-            continue
-        scalar = _scalar(value)
-        if scalar is not None:
-            rows.append([str(name), scalar])
+                recorded[str(name)] = scalar
+    order = [name for name in _HEADLINE if name in recorded] + [name for name in recorded if name not in _HEADLINE]
+    rows += [[name, recorded[name], name in _HEADLINE] for name in order]
     return rows
 
 

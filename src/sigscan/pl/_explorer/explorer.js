@@ -455,8 +455,11 @@
 
   // ---------------------------------------------------------------------------------------------------- start
   function summary() {
-    $("summary").replaceChildren(...D.summary.map(([name, value]) => el("span", null, name + " ",
-      el("b", { text: typeof value === "number" ? value.toLocaleString() : String(value) }))));
+    const show = (value) => (typeof value === "number" ? value.toLocaleString() : String(value));
+    const box = $("summary");
+    box.replaceChildren(...D.summary.filter((row) => row[2]).map(([name, value]) => el("span", null,
+      name.replace(/_/g, " ") + " ", el("b", { text: show(value) }))));
+    box.title = D.summary.map(([name, value]) => name.replace(/_/g, " ") + ": " + show(value)).join("\n");
   }
   async function start() {
     summary();
