@@ -357,6 +357,7 @@
     const row = rows[c];
     if (row.scrollIntoView) row.scrollIntoView({ block: "nearest" });
     renderConcept(c);
+    for (const tr of document.querySelectorAll("#gene-detail tr[data-concept]")) tr.classList.toggle("current", +tr.dataset.concept === c);
     recolour();
   }
 
@@ -372,7 +373,7 @@
         " (rank among the concept's top genes, score):" }));
       const table = el("table", { class: "gene-concepts" });
       for (const { concept, rank, score } of drives) {
-        table.append(el("tr", { "data-concept": concept }, el("td", null, el("span", { class: "link", text: D.labels[concept],
+        table.append(el("tr", { "data-concept": concept, class: concept === state.concept ? "current" : null }, el("td", null, el("span", { class: "link", text: D.labels[concept],
           onclick: () => selectConcept(concept) })), el("td", { class: "num", text: "rank " + rank }),
         el("td", { class: "num", text: fmt(score) })));
       }
