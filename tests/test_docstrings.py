@@ -16,6 +16,9 @@ MODULES = [
     "sigscan.models._sctab",
     "sigscan.models._torch",
     "sigscan.pp._attributions",
+    "sigscan.tl._concept_genes",
+    "sigscan.tl._concepts",
+    "sigscan.tl._enrichment",
 ]
 
 
