@@ -15,6 +15,7 @@ MODULES = [
     "sigscan.models._scimilarity",
     "sigscan.models._sctab",
     "sigscan.models._torch",
+    "sigscan.pl._concepts",
     "sigscan.pp._attributions",
     "sigscan.tl._concept_genes",
     "sigscan.tl._concepts",

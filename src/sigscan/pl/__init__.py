@@ -1,6 +1,7 @@
 """Plotting."""
 
 from ._compare import compare_scorers, score_distributions
+from ._concepts import concept_genes, concepts
 from ._hits import sample_hits
 
-__all__ = ["compare_scorers", "sample_hits", "score_distributions"]
+__all__ = ["compare_scorers", "concept_genes", "concepts", "sample_hits", "score_distributions"]
