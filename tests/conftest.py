@@ -187,3 +187,87 @@ def snapshot():
 def assert_unchanged():
     """``assert_unchanged(adata, snapshot)``: X, layers, obs, var and uns are as they were."""
     return _assert_unchanged
+
+
+# --- concepts (issue 12): planted gene programs fed through a known linear encoder ------------------------------------
+
+#: planted programs: 4 programs of 8 genes, among 60 genes
+PLANTED_PROGRAMS, PLANTED_SIZE = 4, 8
+
+
+@pytest.fixture(scope="session")
+def _planted():
+    """400 cells; each has one of 4 gene programs switched on (8 genes, +10 counts) or none; a known linear encoder.
+
+    Returns ``(adata, model, on)`` with ``on`` the cells × programs indicator; ``adata.uns["programs"]`` maps
+    ``PROGRAM{p}`` to its genes.
+    """
+    import torch
+
+    rng = np.random.default_rng(0)
+    n_cells, n_genes, d = 400, 60, 12
+    names = [f"P{p}_{i}" for p in range(PLANTED_PROGRAMS) for i in range(PLANTED_SIZE)]
+    names += [f"G{i}" for i in range(n_genes - len(names))]
+    which = rng.integers(0, PLANTED_PROGRAMS + 1, n_cells)  # PLANTED_PROGRAMS: no program
+    on = which[:, None] == np.arange(PLANTED_PROGRAMS)[None]
+    means = np.tile(rng.gamma(2.0, 0.25, n_genes), (n_cells, 1))
+    for p in range(PLANTED_PROGRAMS):
+        means[np.ix_(on[:, p], np.arange(p * PLANTED_SIZE, (p + 1) * PLANTED_SIZE))] += 10.0
+    counts = rng.poisson(means).astype(np.float32)
+    adata = ad.AnnData(
+        sparse.csr_matrix(counts),
+        obs=pd.DataFrame(
+            {"program": pd.Categorical([f"PROGRAM{w}" if w < PLANTED_PROGRAMS else "none" for w in which])},
+            index=[f"cell{i}" for i in range(n_cells)],
+        ),
+        var=pd.DataFrame(index=names),
+    )
+    adata.uns["programs"] = {
+        f"PROGRAM{p}": names[p * PLANTED_SIZE : (p + 1) * PLANTED_SIZE] for p in range(PLANTED_PROGRAMS)
+    }
+    # the encoder maps each program's genes near one direction of its own, the other genes to random directions
+    weight = rng.normal(0.0, 1.0 / np.sqrt(d), size=(d, n_genes))
+    for p in range(PLANTED_PROGRAMS):
+        direction = rng.normal(size=d)
+        columns = slice(p * PLANTED_SIZE, (p + 1) * PLANTED_SIZE)
+        weight[:, columns] = direction[:, None] / np.linalg.norm(direction) + 0.3 * weight[:, columns]
+    encoder = torch.nn.Sequential(torch.nn.Linear(n_genes, d))
+    with torch.no_grad():
+        encoder[0].weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
+        encoder[0].bias.zero_()
+    model = ss.models.TorchEncoder(encoder, names, preprocess="log1p", name="linear")
+    return adata, model, on
+
+
+@pytest.fixture
+def planted(_planted):
+    """``(adata copy, model, on)`` of the planted-program data (see ``_planted``)."""
+    adata, model, on = _planted
+    return adata.copy(), model, on
+
+
+#: SAE settings the planted-program tests train with
+PLANTED_SAE = {"n_concepts": 8, "k": 2, "n_epochs": 30, "batch_size": 64, "learning_rate": 1e-2, "device": "cpu"}
+
+
+@pytest.fixture(scope="session")
+def _planted_concepts(_planted):
+    """The planted data with ``tl.concepts`` (8 concepts, k=2) and counterfactual ``tl.concept_genes`` run."""
+    adata, model, on = _planted
+    adata = adata.copy()
+    ss.tl.concepts(adata, model, **PLANTED_SAE)
+    ss.tl.concept_genes(adata, model, n_cells=60, progress=False)
+    return adata, model, on
+
+
+@pytest.fixture
+def planted_concepts(_planted_concepts):
+    """``(adata copy, model, on)`` with concepts and their genes (see ``_planted_concepts``)."""
+    adata, model, on = _planted_concepts
+    return adata.copy(), model, on
+
+
+@pytest.fixture
+def planted_sae():
+    """The SAE keyword arguments of the planted-program tests."""
+    return dict(PLANTED_SAE)

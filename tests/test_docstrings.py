@@ -16,7 +16,11 @@ MODULES = [
     "sigscan.models._sctab",
     "sigscan.models._torch",
     "sigscan.pl._concept_explorer",
+    "sigscan.pl._concepts",
     "sigscan.pp._attributions",
+    "sigscan.tl._concept_genes",
+    "sigscan.tl._concepts",
+    "sigscan.tl._enrichment",
 ]
 
 
