@@ -214,6 +214,35 @@ def test_compact_at_100k_cells(tmp_path, big_page):
     assert big_page.stat().st_size < 100_000 * 40
 
 
+def _planted_explorer(planted_concepts, path):
+    """The explorer of the planted-program data after the real pipeline (concepts → genes → enrichment)."""
+    adata = planted_concepts[0]
+    ss.tl.concept_enrichment(adata, adata.uns["programs"], n_top=8)
+    adata.obsm["X_umap"] = adata.obsm["X_linear"][:, :2]
+    return adata, ss.pl.concept_explorer(adata, path, groupby="program", gene_sets=adata.uns["programs"])
+
+
+def test_real_pipeline_planted_programs(tmp_path, planted_concepts):
+    adata, path = _planted_explorer(planted_concepts, tmp_path / "planted.html")
+    payload = read_payload(path)
+    groups, genes = payload["groups"], payload["genes"]
+    table = adata.uns["sigscan"]["concepts_genes"]
+    for p in range(4):
+        program = f"PROGRAM{p}"
+        g = groups["names"].index(program)
+        # the concept with the highest mean activation in the program's cells ...
+        concept = int(np.argmax([row[g] for row in groups["means"]]))
+        # ... lists the tidy table's genes in rank order (planted genes on top) and the program as its best hit
+        top = [genes[i] for i in payload["top_genes"][concept]["genes"]]
+        assert top == table.loc[table["concept"] == concept].sort_values("rank")["gene"].head(50).tolist()
+        assert top[0] in adata.uns["programs"][program]
+        assert payload["enrichment"][concept][0]["set"] == program
+        assert all(hit["overlap"] > 0 for hit in payload["enrichment"][concept])
+    assert ["variance_explained", round(adata.uns["sigscan"]["concepts"]["variance_explained"], 4), True] in [
+        [name, round(value, 4) if isinstance(value, float) else value, main] for name, value, main in payload["summary"]
+    ]
+
+
 # ---------------------------------------------------------------------------------------------------- browser
 
 
@@ -396,4 +425,23 @@ def test_100k_cells_load_and_draw(big_page, browser):
     browser.find_element(By.CSS_SELECTOR, '#concept-list li[data-concept="40"]').click()
     hash1, _, _ = _canvas_after_draw(browser, draws)
     assert hash1 != hash0
+    assert _errors(browser) == []
+
+
+def test_real_pipeline_in_the_browser(tmp_path, planted_concepts, browser):
+    from selenium.webdriver.common.by import By
+
+    adata, path = _planted_explorer(planted_concepts, tmp_path / "planted.html")
+    _open(browser, path)
+    gene = adata.uns["programs"]["PROGRAM2"][0]
+    browser.find_element(By.ID, "search").send_keys(gene)
+    _wait(browser, f"return document.querySelector('#results:not([hidden]) .hit[data-gene=\"{gene}\"]')").click()
+    rows = browser.find_elements(By.CSS_SELECTOR, "#gene-detail tr[data-concept]")
+    table = adata.uns["sigscan"]["concepts_genes"]
+    assert sorted(int(r.get_attribute("data-concept")) for r in rows) == sorted(
+        table.loc[table["gene"] == gene, "concept"]
+    )
+    # the gene's first concept is selected; its panel names the planted program as best group and enrichment hit
+    detail = browser.find_element(By.ID, "concept-detail").text
+    assert "PROGRAM2" in detail and "not computed" not in detail
     assert _errors(browser) == []

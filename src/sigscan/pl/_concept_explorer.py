@@ -476,6 +476,8 @@ def _enrichment(sigscan_uns: dict, key: str, labels: list[str]) -> list[list[dic
         )
     frame = frame.assign(_position=_concept_positions(frame["concept"], labels))
     frame = frame[frame["_position"] >= 0]
+    if "overlap" in frame:
+        frame = frame[frame["overlap"] > 0]  # a set sharing no gene with the concept is no hit
     sort_by = [c for c in ("fdr", "p") if c in frame]
     if sort_by:
         frame = frame.sort_values(sort_by, kind="stable")
