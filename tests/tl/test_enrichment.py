@@ -68,6 +68,19 @@ def test_ora_matches_scipy(planted_concepts, gene_sets):
     np.testing.assert_allclose(rows["fdr"], stats.false_discovery_control(p, method="bh"))
 
 
+def test_background_is_the_model_genes(planted_concepts):
+    adata, _, _ = planted_concepts
+    adata.var["concepts_in_model"] = np.arange(adata.n_vars) >= 4  # as if the model lacked P0_0…P0_3
+    table = ss.tl.concept_enrichment(adata, adata.uns["programs"], n_top=10, min_size=2)
+    sizes = table.drop_duplicates("gene_set").set_index("gene_set")["set_size"]
+    assert sizes["PROGRAM0"] == 4 and sizes["PROGRAM1"] == 8
+    row = table[(table["concept"] == 0) & (table["gene_set"] == "PROGRAM1")].iloc[0]
+    scores = adata.varm["concepts_genes"][4:, 0]
+    top = np.argsort(-scores, kind="stable")[: min(10, int((scores > 0).sum()))]
+    expected = stats.hypergeom.sf(row["overlap"] - 1, adata.n_vars - 4, 8, len(top)) if row["overlap"] else 1.0
+    assert row["p"] == pytest.approx(expected, rel=1e-9)
+
+
 def test_rank_sum_test_equals_scipy_mannwhitneyu():
     rng = np.random.default_rng(0)
     scores = np.round(rng.exponential(size=300), 1)  # many ties

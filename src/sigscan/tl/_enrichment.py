@@ -50,7 +50,7 @@ def _gene_positions(
     gene_sets: Mapping[str, Sequence[str]], names: pd.Index, background: np.ndarray, min_size: int
 ) -> dict[str, np.ndarray]:
     """Each set as positions into the background genes; sets with fewer than ``min_size`` background genes drop."""
-    lookup = pd.Series(np.arange(len(background)), index=names[background])
+    lookup = pd.Series(np.arange(int(background.sum())), index=names[background])
     lookup = lookup[~lookup.index.duplicated()]
     sets = {}
     for name, genes in gene_sets.items():
