@@ -9,6 +9,7 @@ import pytest
 
 import sigscan as ss
 from sigscan.cli import main
+from sigscan.pl._concept_explorer import read_payload
 
 
 @pytest.fixture
@@ -23,9 +24,17 @@ def test_writes_anndata_genes_and_enrichment(files, scimilarity_model, pbmc_smal
     out = tmp_path / "out"
     args = ["concepts", str(counts), "--model", f"scimilarity:{model_dir}", "--n-concepts", "6", "--k", "2"]
     args += ["--n-epochs", "3", "--n-cells", "5", "--n-top", "20", "--gmt", "panglaodb_immune", "--out", str(out)]
-    assert main([*args, "--device", "cpu"]) == 0
+    assert main([*args, "--device", "cpu", "--groupby", "cell_type"]) == 0
     assert "wrote" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == ["concept_enrichment.csv", "concept_genes.csv", "concepts.h5ad"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "concept_enrichment.csv",
+        "concept_explorer.html",
+        "concept_genes.csv",
+        "concepts.h5ad",
+    ]
+    explorer = read_payload(out / "concept_explorer.html")  # drawn on a UMAP of the embeddings, groups ranked
+    assert explorer["n_cells"] == pbmc_small.n_obs and explorer["basis"] == "X_umap"
+    assert explorer["groups"]["key"] == "cell_type" and explorer["enrichment"] is not None
     result = ad.read_h5ad(out / "concepts.h5ad")
     assert result.obsm["concepts"].shape == (pbmc_small.n_obs, 6)
     assert result.obsm["concepts"].getnnz(axis=1).max() <= 2
@@ -46,6 +55,7 @@ def test_writes_anndata_genes_and_enrichment(files, scimilarity_model, pbmc_smal
         (["--k", "6"], r"--k 6: use 1 <= --k < --n-concepts \(6\)"),
         (["--gmt", "nosuch"], r"--gmt nosuch: no such file"),
         (["--model", "scimilarity"], r"--model"),
+        (["--groupby", "louvain"], r"--groupby louvain: not a column"),
     ],
 )
 def test_bad_input_is_one_line(files, tmp_path, capsys, extra, pattern):

@@ -13,6 +13,7 @@ from ._common import MODEL_HELP, load_model, read_anndata
 ADATA_FILE = "concepts.h5ad"
 GENES_FILE = "concept_genes.csv"
 ENRICHMENT_FILE = "concept_enrichment.csv"
+EXPLORER_FILE = "concept_explorer.html"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="discover sparse concepts in a model's embeddings, their genes and enriched gene sets",
         description="Train a Top-K sparse autoencoder on the model's cell embeddings of IN (ss.tl.concepts), find the "
         "genes that drive each concept (ss.tl.concept_genes) and, with --gmt, the gene sets enriched among them "
-        f"(ss.tl.concept_enrichment). Writes {ADATA_FILE}, {GENES_FILE} and {ENRICHMENT_FILE} into --out.",
+        f"(ss.tl.concept_enrichment). Writes {ADATA_FILE}, {GENES_FILE}, {ENRICHMENT_FILE} and the interactive "
+        f"{EXPLORER_FILE} (ss.pl.concept_explorer, on IN's X_umap or a UMAP of the embeddings) into --out.",
     )
     parser.add_argument("input", metavar="IN", help="counts as .h5ad or .zarr")
     parser.add_argument("--model", required=True, help=MODEL_HELP)
@@ -41,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--gene-symbols", default=None, help="var column with gene symbols")
     parser.add_argument("--gene-ids", default=None, help="var column with Ensembl IDs")
+    parser.add_argument("--groupby", default=None, help="obs column whose groups the explorer ranks per concept")
     parser.set_defaults(func=run)
 
 
@@ -84,6 +87,7 @@ def _replace(path: Path, write: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the sub-command."""
+    from ..pl import concept_explorer
     from ..tl import concept_enrichment, concept_genes, concepts
 
     _check(args)
@@ -91,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
     adata = read_anndata(args.input)
     if not hasattr(adata, "obsm") or hasattr(adata, "mod"):
         raise ValueError(f"IN {args.input}: pass an AnnData (.h5ad or .zarr), not a MuData")
+    if args.groupby is not None and args.groupby not in adata.obs:
+        raise ValueError(f"--groupby {args.groupby}: not a column of IN's obs; pass one of {list(adata.obs.columns)}")
     model = load_model(args.model)
     rep = f"X_{model.name}"
     if rep in adata.obsm:
@@ -136,11 +142,18 @@ def run(args: argparse.Namespace) -> int:
     _replace(out / GENES_FILE, lambda tmp: genes.to_csv(tmp, index=False))
     if table is not None:
         _replace(out / ENRICHMENT_FILE, lambda tmp: table.to_csv(tmp, index=False))
+    if "X_umap" not in adata.obsm:  # the explorer draws the cells on a UMAP of the model's embeddings
+        import scanpy as sc
+
+        sc.pp.neighbors(adata, use_rep=rep, random_state=args.random_state)
+        sc.tl.umap(adata, random_state=args.random_state)
     _replace(out / ADATA_FILE, lambda tmp: adata.write_h5ad(tmp))
+    concept_explorer(adata, out / EXPLORER_FILE, groupby=args.groupby, gene_sets=gene_sets)
     record = adata.uns["sigscan"]["concepts"]
     print(
         f"{args.n_concepts} concepts (k={args.k}): variance explained {record['variance_explained']:.3f}, "
         f"dead {record['dead_fraction']:.1%}"
     )
-    print(f"wrote {out / ADATA_FILE}, {out / GENES_FILE}" + (f", {out / ENRICHMENT_FILE}" if table is not None else ""))
+    enrichment = f", {out / ENRICHMENT_FILE}" if table is not None else ""
+    print(f"wrote {out / ADATA_FILE}, {out / GENES_FILE}{enrichment}, {out / EXPLORER_FILE}")
     return 0
