@@ -292,3 +292,38 @@ def test_undamaged_extremes_pass_the_value_check(tmp_path):
     scores = atlas.score(SET, agg="sum", weights=[1.0, 1.0, 1.0, 1.0], progress=False)
     np.testing.assert_allclose(scores["score"], -29.0)
     assert atlas.matrix(SET).min() == -7.25
+
+
+# --- command line ------------------------------------------------------------------------------------------------
+
+
+def test_cli_failed_build_leaves_no_atlas_and_verify_repairs(tmp_path, capsys):
+    from sigscan.cli import main
+
+    genes_file = tmp_path / "genes.txt"
+    genes_file.write_text("\n".join(GENES) + "\n")
+    good, bad = tmp_path / "good.h5ad", tmp_path / "bad.h5ad"
+    _data(1).write_h5ad(good)
+    other = _data(2)
+    other.var_names = [f"other{i}" for i in range(len(GENES))]  # no gene in the atlas gene order
+    other.write_h5ad(bad)
+    for target in (tmp_path / "new", tmp_path / "empty"):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        argv = ["atlas", "build", str(target), str(bad), "--gene-order", str(genes_file), "--layer", "attributions"]
+        assert main(argv) == 2
+        assert "none of the 40 genes" in capsys.readouterr().err
+        assert not target.exists() if target.name == "new" else os.listdir(target) == []
+    # shards added before the failure stay (rerunning the build resumes)
+    argv = ["atlas", "build", str(tmp_path / "new"), str(good), str(bad), "--gene-order", str(genes_file)]
+    assert main([*argv, "--layer", "attributions"]) == 2
+    assert ss.Atlas(tmp_path / "new").shard_names == ["good"]
+
+    leftover = tmp_path / "new" / "shards" / "x.4242-0123456789ab.zarr.partial"
+    leftover.mkdir()
+    capsys.readouterr()
+    assert main(["atlas", "verify", str(tmp_path / "new")]) == 1
+    assert "1 leftovers of interrupted writes" in capsys.readouterr().err
+    assert main(["atlas", "verify", str(tmp_path / "new"), "--repair"]) == 0
+    out = capsys.readouterr().out
+    assert "deleted 1 leftovers" in out and "all 1 shards verified" in out
+    assert not leftover.exists()

@@ -103,14 +103,24 @@ def _located(
 # --- structure -------------------------------------------------------------------------------------------------------
 
 
-def missing_chunks(array: Any) -> str | None:
-    """Problem text when chunks of a zarr array are absent (zarr would read them as its fill value)."""
-    try:
-        stored, total = array.nchunks_initialized, array.nchunks
-    except Exception:  # a store that cannot be listed: presence is checked on read instead
-        return None
-    if stored < total:
-        return f"{total - stored} of the {total} chunks of {array.path} are missing"
+def missing_chunks(location: Location, relpath: str, array: Any) -> str | None:
+    """Problem text when chunks of the 1-D zarr array ``array`` (at ``relpath``) are absent, else ``None``.
+
+    zarr reads an absent chunk as its fill value (zeros), so presence is checked before reading. For zarr v2 arrays
+    the chunk files are looked up directly (``<array>/0``, ``<array>/1``, …: a few ``stat`` calls); other layouts are
+    listed through zarr.
+    """
+    if array.metadata.zarr_format == 2 and len(array.shape) == 1:
+        total = -(-array.shape[0] // array.chunks[0])
+        absent = sum(not location.exists(relpath, str(number)) for number in range(total))
+    else:
+        try:
+            total = array.nchunks
+            absent = total - array.nchunks_initialized
+        except Exception:  # a store that cannot be listed: presence is checked on read instead
+            return None
+    if absent:
+        return f"{absent} of the {total} chunks of {array.path} are missing"
     return None
 
 

@@ -219,7 +219,7 @@ class ShardReader:
 
             try:
                 array = self.group["X/indptr"]
-                problem = missing_chunks(array)
+                problem = missing_chunks(self.location, f"{self.relpath}/X/indptr", array)
                 indptr = None if problem else np.asarray(array[:], dtype=np.int64)
                 n_values = self.group["X/data"].shape[0]
             except Exception as error:
@@ -270,7 +270,7 @@ class ShardReader:
                 if key not in self._complete:
                     from ._integrity import missing_chunks
 
-                    problem = missing_chunks(array)
+                    problem = missing_chunks(self.location, f"{self.relpath}/X/{key}", array)
                     if problem:
                         raise self.error(problem)
                     self._complete.add(key)
@@ -388,7 +388,7 @@ class ShardReader:
 
         for key in ("data", "indices", "indptr"):
             try:
-                problem = missing_chunks(self.group[f"X/{key}"])
+                problem = missing_chunks(self.location, f"{self.relpath}/X/{key}", self.group[f"X/{key}"])
             except Exception as error:
                 raise self.error(f"X/{key} cannot be read ({type(error).__name__}: {error})") from error
             if problem:
