@@ -144,6 +144,52 @@ def test_reader_racing_remove_is_told_to_reopen(small):
         ss.Atlas(small.location.root).score(SET, progress=False)
 
 
+def test_readers_racing_removes_see_a_snapshot_or_the_reopen_error(small):
+    import threading
+
+    for seed in range(3, 9):
+        small.add(_data(seed, n_cells=5), name=f"extra{seed}", layer="attributions")
+    errors, sizes, started, done = [], [], threading.Event(), threading.Event()
+
+    def read():
+        while True:
+            reader = ss.Atlas(small.location.root)  # one manifest snapshot per query
+            started.set()
+            try:
+                sizes.append((len(reader.score(SET, progress=False)), reader.n_cells))
+            except ShardError as error:
+                errors.append(str(error))
+            if done.is_set():
+                break
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    started.wait()
+    for seed in range(3, 9):
+        small.remove(f"extra{seed}")
+    done.set()
+    thread.join()
+    assert all("by another process while reading" in e and "reopen the atlas" in e for e in errors), errors[:3]
+    assert all(got == expected for got, expected in sizes)  # a query answers for its snapshot, whole
+    assert len(ss.Atlas(small.location.root).score(SET, progress=False)) == 90
+
+
+def test_verify_reads_a_read_only_atlas(small, monkeypatch):
+    import errno
+
+    from sigscan.atlas import _lock
+
+    def read_only_open(path, flags, *args):
+        if str(path).endswith(".lock") and flags & (os.O_RDWR | os.O_CREAT):
+            raise OSError(errno.EROFS, "Read-only file system", path)
+        return os.open(path, flags, *args)
+
+    monkeypatch.setattr(_lock.os, "open", read_only_open)
+    assert small.verify(progress=False)["ok"].all()
+    with pytest.raises(OSError, match="Read-only"):
+        small.verify(repair=True, progress=False)
+
+
 def test_failed_add_leaves_nothing_and_orphans_are_repaired(small, monkeypatch):
     from sigscan.atlas import _atlas
 

@@ -47,6 +47,11 @@ class Atlas:
     cells' metadata as ``obs`` and the model's gene order as ``var``. Scoring a gene set reads only the selected
     gene columns of each shard, in parallel over shards.
 
+    Any number of processes may add and remove shards at once (commits are serialised by an OS lock on
+    ``<atlas>/.lock``; on NFS the folder must be on a lock-capable mount; on object stores write from one process at a
+    time). Queries read one manifest snapshot and check the columns they read: a missing chunk, inconsistent column
+    pointers or a non-finite value is an error naming the shard (and the gene), never a silent wrong score.
+
     Parameters
     ----------
     path
@@ -240,7 +245,6 @@ class Atlas:
             with Writer(self.location) as writer:
                 relpath = f"{SHARDS}/{name}.{writer.token}.zarr"
                 partial = relpath + PARTIAL
-                committed = False
                 try:
                     checksum = write_shard(self.location, partial, arrays, obs, self.gene_order, attrs, uns)
                     self.location.rename(partial, relpath)
@@ -252,9 +256,10 @@ class Atlas:
                         checksum=checksum,
                         provenance=_jsonable(source.provenance),
                     )
-                    committed = self._commit(entry, source.provenance, overwrite=overwrite, source=source.source)
+                    self._commit(entry, source.provenance, overwrite=overwrite, source=source.source)
                 finally:
-                    if not committed:  # failed, or the same data was committed by another writer meanwhile
+                    # failed, or the same data was committed by another writer meanwhile: leave nothing behind
+                    if all(e.path != relpath for e in self.manifest.shards):
                         self.location.remove_tree(partial)
                         self.location.remove_tree(relpath)
 
@@ -283,10 +288,10 @@ class Atlas:
             if manifest.model_checksum is None and provenance.get("weights_sha256"):
                 manifest.model_checksum = provenance["weights_sha256"]
             write_manifest(self.location, manifest)
-            self.manifest = manifest
-            sweep_orphans(self.location, manifest)
+            self.manifest = manifest  # committed: nothing below may undo it
+            _tidy(lambda: sweep_orphans(self.location, manifest))
         for stale in old:
-            self.location.remove_tree(stale.path)
+            _tidy(lambda stale=stale: self.location.remove_tree(stale.path))
             self._readers.pop(stale.name, None)
         return True
 
@@ -320,8 +325,8 @@ class Atlas:
             manifest.shards = [e for e in manifest.shards if e.name != name]
             write_manifest(self.location, manifest)
             self.manifest = manifest
-            sweep_orphans(self.location, manifest)
-        self.location.remove_tree(entry.path)
+            _tidy(lambda: sweep_orphans(self.location, manifest))
+        _tidy(lambda: self.location.remove_tree(entry.path))
         self._readers.pop(name, None)
 
     # --- reading -------------------------------------------------------------------------------------------------
@@ -407,7 +412,7 @@ class Atlas:
                 problem = str(error)
             rows.append({"shard": entry.name, "ok": not problem, "problem": problem})
         orphans = []
-        with atlas_lock(self.location):
+        with atlas_lock(self.location, read_only=not repair):
             for relpath in find_orphans(self.location, read_manifest(self.location)):
                 size = size_of(self.location, relpath)
                 if repair:
@@ -716,6 +721,16 @@ def _score_remote(
 ) -> tuple[np.ndarray, pd.DataFrame]:
     location = Location(url, options)
     return _guarded(location, entry, lambda: task(_open_reader(location, entry, manifest)))
+
+
+def _tidy(delete: Callable[[], None]) -> None:
+    """Run a deletion after a commit; a failure is logged (``verify`` reports what is left), never undoes the commit."""
+    try:
+        delete()
+    except Exception as error:
+        logger.warning(
+            "could not delete a leftover (%s: %s); atlas.verify(repair=True) retries", type(error).__name__, error
+        )
 
 
 def _guarded(location: Location, entry: ShardEntry, read: Callable[[], Any]) -> Any:

@@ -17,6 +17,7 @@ serialised only within one process; write from one process at a time.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 import uuid
@@ -46,11 +47,12 @@ def _process_lock(location: Location) -> threading.Lock:
 
 
 @contextlib.contextmanager
-def atlas_lock(location: Location) -> Iterator[None]:
+def atlas_lock(location: Location, *, read_only: bool = False) -> Iterator[None]:
     """Hold the atlas's commit lock (exclusive, blocking) for the ``with`` block.
 
     Locally an ``fcntl.flock`` on ``<atlas>/.lock`` (it excludes other processes and other threads: each call opens
-    the file anew); on object stores a lock within this process only.
+    the file anew); on object stores a lock within this process only. With ``read_only``, an atlas whose lock file
+    cannot be opened (a read-only mount, another user's folder) is read without the lock.
     """
     if not location.is_local:
         with _process_lock(location):
@@ -58,7 +60,13 @@ def atlas_lock(location: Location) -> Iterator[None]:
         return
     import fcntl
 
-    fd = os.open(location.join(LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(location.join(LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        if not read_only or error.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        yield
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -116,12 +124,14 @@ def writer_is_live(location: Location, token: str) -> bool:
         fd = os.open(path, os.O_RDWR)
     except (FileNotFoundError, IsADirectoryError):
         return False
+    except OSError:  # not ours to open (read-only, another user's): assume it runs
+        return True
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return True
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             os.remove(path)  # a dead writer's lock file
         return False
     finally:
