@@ -7,6 +7,10 @@ size, peak RSS, and the time to read the selected columns' raw bytes (the floor)
 first ``--ref-cells`` cells, which are exactly the atlas's first shards, in a child process (for its own peak RSS).
 
     flock /tmp/sigscan-bench.lock python benchmarks/atlas.py --cells 1000000 --shards 20
+
+``--check-cost`` measures only what the damage checks of a query cost (issue 9) against a warm query:
+
+    python benchmarks/atlas.py --cells 100000 --shards 5 --ref-cells 0 --check-cost
 """
 
 from __future__ import annotations
@@ -122,6 +126,59 @@ def best_of(fn, repeat: int) -> tuple[float, float, object]:
     return times[0], float(np.median(times[1:] if repeat > 1 else times)), result
 
 
+def check_cost(atlas_path: str, gene_list: list[str], repeat: int = 21) -> None:
+    """Warm 99-gene query with and without the read checks, and the checks timed on their own."""
+    from sigscan.atlas import _atlas, _integrity
+
+    atlas = ss.Atlas(atlas_path)
+    atlas.score(gene_list, columns=[], progress=False)  # warm: readers open, indptr and obs read, pages cached
+    checked, guarded = _atlas.check_scores, _atlas._guarded
+
+    def unchecked_guard(location, entry, read):
+        return read()
+
+    with_checks, without = [], []
+    for _ in range(repeat):  # interleaved: both see the same page-cache and machine state
+        t0 = time.perf_counter()
+        atlas.score(gene_list, columns=[], progress=False)
+        t1 = time.perf_counter()
+        _atlas.check_scores, _atlas._guarded = lambda *args: None, unchecked_guard
+        try:
+            atlas.score(gene_list, columns=[], progress=False)
+        finally:
+            _atlas.check_scores, _atlas._guarded = checked, guarded
+        t2 = time.perf_counter()
+        with_checks.append(t1 - t0)
+        without.append(t2 - t1)
+    on, off = float(np.median(with_checks)), float(np.median(without))
+    # the per-query check alone: the score bound over each shard's per-cell sums
+    columns = np.sort(np.asarray([atlas.gene_order.get_loc(g) for g in gene_list]))
+    weights = np.ones(len(columns))
+    readers = [atlas._reader(e) for e in atlas.manifest.shards]
+    totals = [r.column_sums(columns, weights) for r in readers]
+    alone = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for reader, total in zip(readers, totals, strict=True):
+            _integrity.check_scores(reader, total, columns, weights)
+        alone.append(time.perf_counter() - t0)
+    # the once-per-shard checks of the first query: chunk presence and X/indptr consistency
+    once, arrays = [], [reader.group["X/indptr"] for reader in readers]
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for reader, array in zip(readers, arrays, strict=True):
+            _integrity.missing_chunks(atlas.location, f"{reader.relpath}/X/indptr", array)
+            _integrity.indptr_problem(reader.indptr, reader.shape[1], int(reader.indptr[-1]), reader.expected_nnz)
+        once.append(time.perf_counter() - t0)
+    alone_s, once_s = float(np.median(alone)), float(np.median(once))
+    print(
+        f"\n# damage checks ({atlas.n_cells:,} cells, {len(readers)} shards, {len(gene_list)} genes; median of {repeat})"
+    )
+    print(f"warm score with checks {on * 1e3:.2f} ms, without {off * 1e3:.2f} ms: difference {(on - off) / off:+.1%}")
+    print(f"the per-query check alone: {alone_s * 1e3:.3f} ms = {alone_s / off:.2%} of a warm query (goal < 10%)")
+    print(f"once per shard at the first query (chunk presence, indptr): {once_s * 1e3:.2f} ms for all shards")
+
+
 def run_reference(args) -> None:
     """Child process: reference create_tiledb + query_attributions on the saved subset."""
     from SIGnature import SIGnature
@@ -154,6 +211,9 @@ def main() -> None:
     parser.add_argument("--ref-cells", type=int, default=100_000, help="cells for the reference (0: skip it)")
     parser.add_argument("--workdir", default="/tmp/sigscan-atlas-bench")
     parser.add_argument("--keep", action="store_true", help="keep the atlas and TileDB array")
+    parser.add_argument(
+        "--check-cost", action="store_true", help="only measure the read-time damage checks against a warm query"
+    )
     parser.add_argument("--part", default="main", choices=("main", "reference"), help=argparse.SUPPRESS)
     parser.add_argument("--npz", help=argparse.SUPPRESS)
     parser.add_argument("--genes-file", help=argparse.SUPPRESS)
@@ -200,6 +260,11 @@ def main() -> None:
     print(f"on disk: {size / 1e9:.2f} GB ({size / nnz:.2f} bytes per non-zero); peak RSS so far {rss_build:.2f} GB")
 
     gene_list = gene_set_99(genes)
+    if args.check_cost:
+        check_cost(atlas_path, gene_list)
+        if not args.keep:
+            shutil.rmtree(args.workdir, ignore_errors=True)
+        return
     columns = np.asarray([genes.get_loc(g) for g in gene_list])
     atlas = ss.Atlas(atlas_path)  # fresh handle: the first score reads indptr and obs of each shard
     first, _, scores = best_of(lambda: atlas.score(gene_list, columns=[]), 1)

@@ -93,18 +93,27 @@ def test_killed_add_leaves_previous_atlas(tmp_path, model, pbmc, gene_set, stage
     reopened = ss.Atlas(tmp_path / "atlas")
     assert open(reopened.location.join("atlas.json")).read() == manifest_before
     assert reopened.shard_names == ["old"]
-    reopened.verify()
     pd.testing.assert_frame_equal(reopened.score(gene_set), before)
-    # the interrupted add can simply be run again; leftovers are cleaned up on request
+    # the killed writer's leftovers (its shard folder; its temporary manifest) are reported, never silently kept
+    folder = r"shards/new\.\d+-[0-9a-f]{12}\.zarr" + (r"\.partial" if stage == "writing_shard" else "")
+    n_left = 2 if stage == "replacing_manifest" else 1
+    with pytest.raises(
+        ValueError, match=rf"{n_left} leftovers of interrupted writes \({folder}.*verify\(repair=True\)"
+    ):
+        reopened.verify()
+    if stage == "before_manifest":  # deleted on request ...
+        report = reopened.verify(repair=True)
+        assert report["ok"].all() and report["problem"].str.endswith("deleted").sum() == 1
+    # ... or by the next write; the interrupted add can simply be run again
     reopened.add(new, name="new")
     assert reopened.shard_names == ["old", "new"]
-    leftovers = reopened.cleanup()  # the killed writer's shard folder, never referenced by the manifest
-    assert len(leftovers) == 1
-    assert leftovers[0].endswith(".partial") == (stage == "writing_shard")
     assert sorted(os.listdir(reopened.location.join("shards"))) == sorted(
         os.path.basename(e.path) for e in reopened.manifest.shards
     )
-    reopened.verify()
+    assert not [n for n in os.listdir(reopened.location.root) if n.endswith(".tmp")]
+    assert not os.listdir(reopened.location.join(".writers"))  # the dead writer's liveness file too
+    report = reopened.verify()
+    assert report.index.tolist() == ["old", "new"]
 
 
 def test_dask_backends_equal_threads(tmp_path, model, pbmc, kang, gene_set):

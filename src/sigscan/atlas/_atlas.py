@@ -16,8 +16,19 @@ from .._gene_sets import match_weighted_genes
 from .._logging import logger, timed
 from .._utils import sha256_strings
 from ._input import map_to_gene_order, read_input
-from ._location import Location, unique_token
-from ._manifest import GENE_ORDER, MANIFEST, Manifest, ShardEntry, read_manifest, write_manifest
+from ._integrity import (
+    check_scores,
+    check_slice,
+    find_orphans,
+    remove_path,
+    removed_error,
+    size_of,
+    sweep_orphans,
+    value_bound,
+)
+from ._location import Location
+from ._lock import Writer, atlas_lock
+from ._manifest import GENE_ORDER, MANIFEST, PARTIAL, SHARDS, Manifest, ShardEntry, read_manifest, write_manifest
 from ._shard import ShardError, ShardReader, compact_obs, shard_checksum, to_csc, write_shard
 
 if TYPE_CHECKING:
@@ -28,9 +39,6 @@ if TYPE_CHECKING:
 ObsFilter = str | Callable[[pd.DataFrame], Any] | None
 Backend = Literal["threads", "dask"]
 
-SHARDS = "shards"
-PARTIAL = ".partial"
-
 
 class Atlas:
     """An on-disk attribution atlas: a manifest ``atlas.json`` and one AnnData-zarr shard per dataset.
@@ -38,6 +46,11 @@ class Atlas:
     Each shard stores the attributions of one dataset as ``X`` in CSC float32 (cells × the model's genes), the
     cells' metadata as ``obs`` and the model's gene order as ``var``. Scoring a gene set reads only the selected
     gene columns of each shard, in parallel over shards.
+
+    Any number of processes may add and remove shards at once (commits are serialised by an OS lock on
+    ``<atlas>/.lock``; on NFS the folder must be on a lock-capable mount; on object stores write from one process at a
+    time). Queries read one manifest snapshot and check the columns they read: a missing chunk, inconsistent column
+    pointers or a non-finite value is an error naming the shard (and the gene), never a silent wrong score.
 
     Parameters
     ----------
@@ -103,17 +116,28 @@ class Atlas:
         if len(set(genes)) != len(genes):
             raise ValueError("The gene order holds duplicated genes; an atlas needs unique gene identifiers.")
         location = Location(path, storage_options)
+        exists = FileExistsError(f"{location} already holds an atlas; open it with ss.Atlas({str(path)!r}).")
         if location.exists(MANIFEST):
-            raise FileExistsError(f"{location} already holds an atlas; open it with ss.Atlas({str(path)!r}).")
-        location.makedirs(SHARDS)
-        location.write_atomic(("\n".join(genes) + "\n").encode(), GENE_ORDER)
+            raise exists
+        fresh = not location.exists()
         manifest = Manifest(
             gene_order_sha256=sha256_strings(genes),
             n_genes=len(genes),
             model=model.name if model is not None else None,
             model_checksum=model.checksum if model is not None else None,
         )
-        write_manifest(location, manifest)
+        try:
+            location.makedirs(SHARDS)
+            with atlas_lock(location):
+                if location.exists(MANIFEST):  # another process created it meanwhile
+                    fresh = False
+                    raise exists
+                location.write_atomic(("\n".join(genes) + "\n").encode(), GENE_ORDER)
+                write_manifest(location, manifest)
+        except BaseException:  # a failed create leaves nothing behind
+            if fresh:
+                location.remove_tree()
+            raise
         logger.info("created atlas %s for %d genes", location, len(genes))
         return cls(path, storage_options=storage_options)
 
@@ -168,9 +192,11 @@ class Atlas:
     ) -> None:
         """Add one dataset's attributions as a shard.
 
-        The shard is written aside (``shards/<name>.<token>.zarr.partial``), renamed into place, and only then
-        committed by atomically replacing ``atlas.json``; a crash at any point leaves the previous atlas intact.
-        Adding the same data under the same name again does nothing.
+        The shard is written aside (``shards/<name>.<writer>.zarr.partial``, a name unique to this call), renamed
+        into place, and only then committed by atomically replacing ``atlas.json`` under the atlas's lock file; a
+        crash at any point leaves the previous atlas intact, and a failed call leaves nothing. Any number of
+        processes may add and remove shards at once (on a local or network file system with locks; on object stores
+        write from one process at a time). Adding the same data under the same name again does nothing.
 
         Parameters
         ----------
@@ -208,42 +234,71 @@ class Atlas:
                         f"The atlas already has a shard {name!r} holding other data; pass overwrite=True to replace it "
                         "or choose another name."
                     )
-            relpath = f"{SHARDS}/{name}.{unique_token()}.zarr"
-            attrs = {"gene_order_sha256": self.manifest.gene_order_sha256, "name": name}
+            attrs = {
+                "gene_order_sha256": self.manifest.gene_order_sha256,
+                "name": name,
+                "max_abs": value_bound(arrays[0], name, source.source),
+            }
             uns = {"sigscan": {"atlas_shard": {"name": name, "source": source.source}}}
             if source.provenance:
                 uns["sigscan"]["attributions"] = {"atlas": _jsonable(source.provenance)}
-            partial = relpath + PARTIAL
-            checksum = write_shard(self.location, partial, arrays, obs, self.gene_order, attrs, uns)
-            self.location.rename(partial, relpath)
-            entry = ShardEntry(
-                name=name,
-                path=relpath,
-                n_cells=len(obs),
-                nnz=int(arrays[0].shape[0]),
-                checksum=checksum,
-                provenance=_jsonable(source.provenance),
-            )
-            self._commit(entry, source.provenance)
+            with Writer(self.location) as writer:
+                relpath = f"{SHARDS}/{name}.{writer.token}.zarr"
+                partial = relpath + PARTIAL
+                try:
+                    checksum = write_shard(self.location, partial, arrays, obs, self.gene_order, attrs, uns)
+                    self.location.rename(partial, relpath)
+                    entry = ShardEntry(
+                        name=name,
+                        path=relpath,
+                        n_cells=len(obs),
+                        nnz=int(arrays[0].shape[0]),
+                        checksum=checksum,
+                        provenance=_jsonable(source.provenance),
+                    )
+                    self._commit(entry, source.provenance, overwrite=overwrite, source=source.source)
+                finally:
+                    # failed, or the same data was committed by another writer meanwhile: leave nothing behind
+                    if all(e.path != relpath for e in self.manifest.shards):
+                        self.location.remove_tree(partial)
+                        self.location.remove_tree(relpath)
 
-    def _commit(self, entry: ShardEntry, provenance: dict[str, Any]) -> None:
-        manifest = read_manifest(self.location)  # the latest one: other shards may have been added meanwhile
-        old = [e for e in manifest.shards if e.name == entry.name]
-        manifest.shards = [e for e in manifest.shards if e.name != entry.name] + [entry]
-        if manifest.method is None and provenance.get("method"):
-            manifest.method = provenance["method"]
-        if manifest.model is None and provenance.get("model"):
-            manifest.model = provenance["model"]
-        if manifest.model_checksum is None and provenance.get("weights_sha256"):
-            manifest.model_checksum = provenance["weights_sha256"]
-        write_manifest(self.location, manifest)
-        self.manifest = manifest
+    def _commit(
+        self, entry: ShardEntry, provenance: dict[str, Any], *, overwrite: bool = True, source: str = "the data"
+    ) -> bool:
+        """Put ``entry`` in the manifest under the atlas lock; ``False`` when that shard already holds this data."""
+        with atlas_lock(self.location):
+            manifest = read_manifest(self.location)  # the latest one: other writers may have committed meanwhile
+            old = [e for e in manifest.shards if e.name == entry.name]
+            if old and old[0].checksum == entry.checksum:
+                logger.info("shard %r already holds this data; nothing to do", entry.name)
+                self.manifest = manifest
+                return False
+            if old and not overwrite:
+                raise ValueError(
+                    f"The atlas already has a shard {entry.name!r} holding other data (added by another process "
+                    "meanwhile); pass overwrite=True to replace it or choose another name."
+                )
+            self._check_provenance(provenance, entry.name, source, manifest)
+            manifest.shards = [e for e in manifest.shards if e.name != entry.name] + [entry]
+            if manifest.method is None and provenance.get("method"):
+                manifest.method = provenance["method"]
+            if manifest.model is None and provenance.get("model"):
+                manifest.model = provenance["model"]
+            if manifest.model_checksum is None and provenance.get("weights_sha256"):
+                manifest.model_checksum = provenance["weights_sha256"]
+            write_manifest(self.location, manifest)
+            self.manifest = manifest  # committed: nothing below may undo it
+            _tidy(lambda: sweep_orphans(self.location, manifest))
         for stale in old:
-            self.location.remove_tree(stale.path)
+            _tidy(lambda stale=stale: self.location.remove_tree(stale.path))
             self._readers.pop(stale.name, None)
+        return True
 
-    def _check_provenance(self, provenance: dict[str, Any], name: str, source: str) -> None:
-        m = self.manifest
+    def _check_provenance(
+        self, provenance: dict[str, Any], name: str, source: str, manifest: Manifest | None = None
+    ) -> None:
+        m = manifest or self.manifest
         checks = [
             ("n_genes_model", m.n_genes, "a model with {got} genes; the atlas is for {want} genes"),
             ("model", m.model, "model {got!r}; the atlas is for model {want!r}"),
@@ -260,23 +315,19 @@ class Atlas:
                 )
 
     def remove(self, name: str) -> None:
-        """Remove a shard (the manifest is updated first, then the shard's files are deleted)."""
-        self.refresh()
-        entry = self.manifest.shard(name)
-        manifest = read_manifest(self.location)
-        manifest.shards = [e for e in manifest.shards if e.name != name]
-        write_manifest(self.location, manifest)
-        self.manifest = manifest
-        self.location.remove_tree(entry.path)
-        self._readers.pop(name, None)
+        """Remove a shard (the manifest is updated first, under the atlas lock, then the shard's files are deleted).
 
-    def cleanup(self) -> list[str]:
-        """Delete shard folders the manifest does not reference (left behind by interrupted writes)."""
-        referenced = {os.path.basename(e.path) for e in self.refresh().manifest.shards}
-        removed = [n for n in self.location.listdir(SHARDS) if n not in referenced]
-        for folder in removed:
-            self.location.remove_tree(SHARDS, folder)
-        return removed
+        Readers that opened the atlas before and read that shard afterwards get an error telling them to reopen it.
+        """
+        with atlas_lock(self.location):
+            manifest = read_manifest(self.location)
+            entry = manifest.shard(name)
+            manifest.shards = [e for e in manifest.shards if e.name != name]
+            write_manifest(self.location, manifest)
+            self.manifest = manifest
+            _tidy(lambda: sweep_orphans(self.location, manifest))
+        _tidy(lambda: self.location.remove_tree(entry.path))
+        self._readers.pop(name, None)
 
     # --- reading -------------------------------------------------------------------------------------------------
 
@@ -287,6 +338,10 @@ class Atlas:
         reader = _open_reader(self.location, entry, self.manifest)
         self._readers[entry.name] = (entry.path, reader)
         return reader
+
+    def _read(self, entry: ShardEntry, read: Callable[[ShardReader], Any]) -> Any:
+        """``read(reader of entry)``; a shard removed by another process since the manifest was read says so."""
+        return _guarded(self.location, entry, lambda: read(self._reader(entry)))
 
     def info(self) -> pd.DataFrame:
         """One row per shard: cells, non-zeros, density, checksum, and the model/method it was made with."""
@@ -306,12 +361,31 @@ class Atlas:
         columns = ["shard", "n_cells", "nnz", "nnz_per_cell", "model", "method", "checksum", "path"]
         return pd.DataFrame(rows, columns=columns).set_index("shard")
 
-    def verify(self, *, progress: bool = True) -> pd.DataFrame:
-        """Check every shard against the manifest: it opens, its gene order, shape, non-zeros and checksum match.
+    def verify(self, *, repair: bool = False, progress: bool = True) -> pd.DataFrame:
+        """Check every shard against the manifest, and look for leftovers of interrupted writes.
+
+        A shard passes when it opens and its gene order, shape, non-zeros and checksum match the manifest. A leftover
+        (orphan) is a shard folder no manifest entry references and no running writer owns, or a temporary manifest
+        file: what a killed ``add`` leaves behind. Orphans are also deleted by the next ``add`` or ``remove`` on a
+        local atlas.
+
+        Parameters
+        ----------
+        repair
+            Delete the orphans (damaged shards are only reported: remove them with :meth:`remove` and add the
+            datasets again). On object-store URLs, where writers in other processes cannot be seen, repair only when
+            no other process writes to the atlas.
+        progress
+            Show a progress bar.
 
         Returns
         -------
-        One row per shard (``ok``, ``problem``); raises :class:`ValueError` naming the damaged shards if any.
+        One row per shard and per orphan (its path), with ``ok`` and ``problem``; raises :class:`ValueError` naming
+        the damaged shards and the orphans left (with ``repair=True``, deleted orphans are reported as ``ok``).
+
+        Examples
+        --------
+        >>> report = atlas.verify(repair=True)  # doctest: +SKIP
         """
         self.refresh()
         rows = []
@@ -337,10 +411,30 @@ class Atlas:
             except (ShardError, FileNotFoundError) as error:
                 problem = str(error)
             rows.append({"shard": entry.name, "ok": not problem, "problem": problem})
+        orphans = []
+        with atlas_lock(self.location, read_only=not repair):
+            for relpath in find_orphans(self.location, read_manifest(self.location)):
+                size = size_of(self.location, relpath)
+                if repair:
+                    remove_path(self.location, relpath)
+                    logger.info("removed %s (%.1f MB), left by an interrupted write", relpath, size / 1e6)
+                orphans.append(relpath)
+                fix = "deleted" if repair else "delete it with atlas.verify(repair=True)"
+                problem = f"left by an interrupted write ({size / 1e6:.1f} MB); {fix}"
+                rows.append({"shard": relpath, "ok": repair, "problem": problem})
         report = pd.DataFrame(rows, columns=["shard", "ok", "problem"]).set_index("shard")
-        bad = report.index[~report["ok"]].tolist()
+        bad = [name for name in report.index[~report["ok"]] if name not in orphans]
+        left = [] if repair else orphans
+        messages = []
         if bad:
-            raise ValueError(f"{len(bad)} damaged shards ({', '.join(bad)}): " + " | ".join(report.loc[bad, "problem"]))
+            messages.append(f"{len(bad)} damaged shards ({', '.join(bad)}): " + " | ".join(report.loc[bad, "problem"]))
+        if left:
+            messages.append(
+                f"{len(left)} leftovers of interrupted writes ({', '.join(left)}), not part of the atlas: delete them "
+                "with atlas.verify(repair=True) (`sigscan atlas verify --repair`)"
+            )
+        if messages:
+            raise ValueError(". ".join(messages))
         return report
 
     def _columns(self, genes: Any, weights: Sequence[float] | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -433,9 +527,9 @@ class Atlas:
         gene_columns, _ = self._columns(genes, None)
         blocks = []
         for entry in self._entries(shards):
-            reader = self._reader(entry)
-            block = reader.read_columns(gene_columns).tocsr()
-            mask = _filter_mask(reader, obs_filter)
+            block, mask = self._read(
+                entry, lambda reader: (_checked_columns(reader, gene_columns).tocsr(), _filter_mask(reader, obs_filter))
+            )
             blocks.append(block if mask is None else block[mask])
         if not blocks:
             return sparse.csr_matrix((0, len(gene_columns)), dtype=np.float32)
@@ -445,7 +539,7 @@ class Atlas:
         """Cell metadata of the atlas (rows in the order of :meth:`score`)."""
         frames = []
         for entry in self._entries(shards):
-            obs = self._reader(entry).obs()
+            obs = self._read(entry, lambda reader: reader.obs())
             frames.append(obs if columns is None else obs[[c for c in columns if c in obs.columns]])
         return _concat(frames)
 
@@ -462,23 +556,26 @@ class Atlas:
             return [], _concat([])
         if backend == "threads":
             workers = min(n_jobs or os.cpu_count() or 1, len(entries))
-            readers = [self._reader(e) for e in entries]
+            readers = [self._read(e, lambda reader: reader) for e in entries]
+            pairs = list(zip(entries, readers, strict=True))
+
+            def run(pair: tuple[ShardEntry, ShardReader]) -> tuple[np.ndarray, pd.DataFrame | None]:
+                return _guarded(self.location, pair[0], lambda: task(pair[1]))
+
             if task.obs_filter is None:
                 # obs rows do not depend on the scores: stack them here while the pool reads and sums columns
                 # (reads and sums release the GIL)
                 task.with_obs = False
                 with ThreadPoolExecutor(max_workers=workers) as pool:
-                    pending = pool.map(task, readers)
-                    frame = _concat([task.select(reader.obs()) for reader in readers])
+                    pending = pool.map(run, pairs)
+                    frame = _concat([task.select(self._read(e, lambda reader: reader.obs())) for e in entries])
                     results = list(
                         tqdm(pending, total=len(readers), disable=not progress, desc="scoring", unit="shard")
                     )
                 return [scores for scores, _ in results], frame
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 results = list(
-                    tqdm(
-                        pool.map(task, readers), total=len(readers), disable=not progress, desc="scoring", unit="shard"
-                    )
+                    tqdm(pool.map(run, pairs), total=len(readers), disable=not progress, desc="scoring", unit="shard")
                 )
             return [scores for scores, _ in results], _concat([frame for _, frame in results])
         return self._map_dask(task, entries, backend)
@@ -608,6 +705,7 @@ class _ScoreTask:
 
     def __call__(self, reader: ShardReader) -> tuple[np.ndarray, pd.DataFrame | None]:
         totals = reader.column_sums(self.columns, self.weights)
+        check_scores(reader, totals, self.columns, self.weights)
         scores = (totals / self.denominator).astype(np.float32)
         if not self.with_obs:
             return scores, None
@@ -621,7 +719,36 @@ class _ScoreTask:
 def _score_remote(
     task: _ScoreTask, url: str, options: dict[str, Any], entry: ShardEntry, manifest: Manifest
 ) -> tuple[np.ndarray, pd.DataFrame]:
-    return task(_open_reader(Location(url, options), entry, manifest))
+    location = Location(url, options)
+    return _guarded(location, entry, lambda: task(_open_reader(location, entry, manifest)))
+
+
+def _tidy(delete: Callable[[], None]) -> None:
+    """Run a deletion after a commit; a failure is logged (``verify`` reports what is left), never undoes the commit."""
+    try:
+        delete()
+    except Exception as error:
+        logger.warning(
+            "could not delete a leftover (%s: %s); atlas.verify(repair=True) retries", type(error).__name__, error
+        )
+
+
+def _guarded(location: Location, entry: ShardEntry, read: Callable[[], Any]) -> Any:
+    """``read()``; when it fails because another process removed the shard meanwhile, an error saying so."""
+    try:
+        return read()
+    except ShardError as error:
+        gone = removed_error(location, entry)
+        if gone is None:
+            raise
+        raise gone from error
+
+
+def _checked_columns(reader: ShardReader, columns: np.ndarray) -> sparse.csc_matrix:
+    """The column slice, its values checked (non-finite or beyond the values written: an error naming the gene)."""
+    block = reader.read_columns(columns)
+    check_slice(reader, block.data, block.indices, block.indptr, np.asarray(columns))
+    return block
 
 
 def _open_reader(location: Location, entry: ShardEntry, manifest: Manifest) -> ShardReader:
@@ -630,7 +757,9 @@ def _open_reader(location: Location, entry: ShardEntry, manifest: Manifest) -> S
             f"Shard {entry.name!r} is missing: {location.join(entry.path)} does not exist. Remove it from the atlas "
             f"with atlas.remove({entry.name!r}) and add the dataset again."
         )
-    return ShardReader(location, entry.name, entry.path, manifest.gene_order_sha256, manifest.n_genes)
+    reader = ShardReader(location, entry.name, entry.path, manifest.gene_order_sha256, manifest.n_genes)
+    reader.expected_nnz = entry.nnz
+    return reader
 
 
 def _filter_mask(reader: ShardReader, obs_filter: ObsFilter) -> np.ndarray | None:

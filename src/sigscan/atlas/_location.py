@@ -66,17 +66,23 @@ class Location:
     def write_atomic(self, content: bytes, *parts: str) -> None:
         """Replace a file atomically: readers see the old or the new content, never a mix.
 
-        Locally the content goes to ``<file>.tmp``, is flushed to disk, and ``os.replace`` swaps it in. Object stores
-        apply a single PUT atomically.
+        Locally the content goes to ``<file>.<pid>-<token>.tmp`` (a name no other writer uses), is flushed to disk,
+        and ``os.replace`` swaps it in; on failure the temporary file is removed. Object stores apply a single PUT
+        atomically.
         """
         if self.is_local:
             target = self.join(*parts)
-            tmp = f"{target}.tmp"
-            with open(tmp, "wb") as handle:
-                handle.write(content)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
+            tmp = f"{target}.{os.getpid()}-{unique_token()}.tmp"
+            try:
+                with open(tmp, "wb") as handle:
+                    handle.write(content)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+                raise
         else:
             self.fs.pipe_file(self._fs_path(*parts), content)
 

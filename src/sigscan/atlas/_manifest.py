@@ -10,6 +10,9 @@ from ._location import Location
 
 MANIFEST = "atlas.json"
 GENE_ORDER = "gene_order.txt"
+#: folder of the shards; a shard being written is ``shards/<name>.<writer token>.zarr.partial`` until renamed
+SHARDS = "shards"
+PARTIAL = ".partial"
 FORMAT = "sigscan-atlas"
 FORMAT_VERSION = 1
 

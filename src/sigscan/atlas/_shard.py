@@ -188,10 +188,16 @@ class ShardReader:
                 f"{gene_order_sha256[:12]}…). Remove it with atlas.remove({name!r}) and add the dataset again, "
                 "or put it in an atlas made for its model."
             )
+        #: largest |value| written (``None`` for shards written before it was recorded): reads beyond it are damage
+        self.max_abs: float | None = attrs.get("max_abs")
+        #: non-zeros the manifest recorded (set by the atlas); ``X/indptr`` must end there
+        self.expected_nnz: int | None = None
         self._indptr: np.ndarray | None = None
         self._obs: pd.DataFrame | None = None
         self._raw: dict[str, tuple[np.dtype, int] | None] = {}
         self._maps: dict[str, np.ndarray | None] = {}
+        #: zarr-decoded arrays whose chunks were all found
+        self._complete: set[str] = set()
 
     def error(self, problem: str) -> ShardError:
         """An error naming this shard and the fix."""
@@ -209,12 +215,18 @@ class ShardReader:
     def indptr(self) -> np.ndarray:
         """CSC column pointers (read once)."""
         if self._indptr is None:
+            from ._integrity import indptr_problem, missing_chunks
+
             try:
-                indptr = np.asarray(self.group["X/indptr"][:], dtype=np.int64)
+                array = self.group["X/indptr"]
+                problem = missing_chunks(self.location, f"{self.relpath}/X/indptr", array)
+                indptr = None if problem else np.asarray(array[:], dtype=np.int64)
+                n_values = self.group["X/data"].shape[0]
             except Exception as error:
                 raise self.error(f"X/indptr cannot be read ({type(error).__name__}: {error})") from error
-            if len(indptr) != self.shape[1] + 1 or indptr[0] != 0 or (np.diff(indptr) < 0).any():
-                raise self.error("X/indptr is inconsistent with the shard's shape")
+            problem = problem or indptr_problem(indptr, self.shape[1], n_values, self.expected_nnz)
+            if problem:
+                raise self.error(problem)
             self._indptr = indptr
         return self._indptr
 
@@ -255,6 +267,13 @@ class ShardReader:
         try:
             if layout is None:  # compressed shard written by another tool: let zarr decode whole chunks
                 array = self.group[f"X/{key}"]
+                if key not in self._complete:
+                    from ._integrity import missing_chunks
+
+                    problem = missing_chunks(self.location, f"{self.relpath}/X/{key}", array)
+                    if problem:
+                        raise self.error(problem)
+                    self._complete.add(key)
                 parts = [array[a:b] for a, b in zip(starts.tolist(), stops.tolist(), strict=True)]
                 return np.concatenate(parts) if parts else np.empty(0, dtype=array.dtype)
             dtype, chunk = layout
@@ -365,6 +384,15 @@ class ShardReader:
 
     def read_all(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The full CSC arrays (for :meth:`Atlas.verify`)."""
+        from ._integrity import missing_chunks
+
+        for key in ("data", "indices", "indptr"):
+            try:
+                problem = missing_chunks(self.location, f"{self.relpath}/X/{key}", self.group[f"X/{key}"])
+            except Exception as error:
+                raise self.error(f"X/{key} cannot be read ({type(error).__name__}: {error})") from error
+            if problem:
+                raise self.error(problem)
         try:
             return (
                 np.asarray(self.group["X/data"][:], dtype="<f4"),

@@ -54,8 +54,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("dir", metavar="DIR")
     info.set_defaults(func=run_info)
 
-    verify = actions.add_parser("verify", help="check every shard against the manifest")
+    verify = actions.add_parser(
+        "verify", help="check every shard against the manifest and report leftovers of interrupted writes"
+    )
     verify.add_argument("dir", metavar="DIR")
+    verify.add_argument(
+        "--repair",
+        action="store_true",
+        help="delete leftovers of interrupted writes (damaged shards are only reported)",
+    )
     verify.set_defaults(func=run_verify)
 
 
@@ -82,7 +89,10 @@ def run_build(args: argparse.Namespace) -> int:
     for path in args.inputs:
         if not os.path.exists(path):
             raise FileNotFoundError(f"input {path} does not exist")
-    if Location(args.dir).exists(MANIFEST):
+    location = Location(args.dir)
+    created = not location.exists(MANIFEST)
+    fresh_folder = not location.exists()
+    if not created:
         atlas = Atlas(args.dir)
     elif args.model is not None:
         from ._common import load_model
@@ -95,8 +105,15 @@ def run_build(args: argparse.Namespace) -> int:
         raise ValueError(
             f"{args.dir} holds no atlas yet: pass --gene-order FILE (the model's genes, one per line) or --model KIND:DIR"
         )
-    for path, name in tqdm(list(zip(args.inputs, names, strict=True)), desc="adding shards", unit="shard"):
-        atlas.add(path, name=name, layer=args.layer, overwrite=args.overwrite)
+    try:
+        for path, name in tqdm(list(zip(args.inputs, names, strict=True)), desc="adding shards", unit="shard"):
+            atlas.add(path, name=name, layer=args.layer, overwrite=args.overwrite)
+    except BaseException:
+        if created:  # a failed build leaves no empty atlas behind (shards already added stay: rerun to resume)
+            from ..atlas._integrity import discard_if_empty
+
+            discard_if_empty(location, fresh_folder)
+        raise
     print(f"{args.dir}: {len(atlas.shard_names)} shards, {atlas.n_cells} cells")
     return 0
 
@@ -148,9 +165,12 @@ def run_verify(args: argparse.Namespace) -> int:
 
     atlas = Atlas(args.dir)
     try:
-        report = atlas.verify(progress=True)
+        report = atlas.verify(repair=args.repair, progress=True)
     except ValueError as error:
         print(f"sigscan atlas verify: {error}", file=sys.stderr)
         return 1
-    print(f"{args.dir}: all {len(report)} shards verified")
+    deleted = report.index[report["problem"].str.endswith("deleted")].tolist()
+    if deleted:
+        print(f"deleted {len(deleted)} leftovers of interrupted writes: {', '.join(deleted)}")
+    print(f"{args.dir}: all {len(report) - len(deleted)} shards verified")
     return 0
