@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= sigscan-demo
 
-.PHONY: install demo test test-all bench docs lint
+.PHONY: install demo test test-all bench docs doc-deps tutorials lint
 
 $(BIN)/sigscan: pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +28,17 @@ test-all: install
 bench: install
 	$(BIN)/python benchmarks/attributions.py
 
-docs: install
+doc-deps: install
 	$(BIN)/python -m pip install -e ".[doc]"
-	$(BIN)/python -m sphinx -W -b html docs docs/_build/html
+
+# the docs render the tutorials' committed outputs (nothing is executed); warnings are errors
+docs: doc-deps
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
+
+# execute every tutorial notebook (CI=true selects their smaller setting); `make tutorials TUTORIALS_ARGS=--write`
+# also writes the executed notebooks back beside their .py twins
+tutorials: doc-deps
+	$(BIN)/python docs/execute_tutorials.py $(TUTORIALS_ARGS)
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
