@@ -142,7 +142,9 @@ from dask.distributed import Client, LocalCluster
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+        ) as cluster,
         Client(cluster) as client,
     ):
         on_cluster = atlas.score(ifn, columns=["cell_type", "sample", "condition"], key="ifn_alpha", backend=client)

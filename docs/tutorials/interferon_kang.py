@@ -78,17 +78,18 @@ ss.tl.attribution_score(adata, present, key_added="ifn_alpha")
 adata.obs.groupby(["cell_type", "condition"], observed=True)["ifn_alpha"].mean().unstack().round(3)
 
 # %%
-ss.pl.score_distributions(adata, ["ifn_alpha"], "condition")
+ss.pl.score_distributions(adata, ["ifn_alpha"], "condition", show=True)
 
 # %% [markdown]
 # ## 3. Hits
 #
-# A hit is a cell in the top 10% of scores. The cut-off is computed over all cells of all samples (so that a sample
-# where the program is on gets *more* hits), not per sample.
+# A hit is a cell in the top 10% of scores *of its cell type* (cell types differ in how much of the program they can
+# show, so each gets its own cut-off). The cut-off is computed over all samples together, not per sample, so that a
+# sample where the program is on gets *more* hits.
 
 # %%
-ss.tl.hits(adata, "ifn_alpha", percentile=90, key_added="ifn_hit")
-adata.uns["sigscan"]["hits"]["ifn_hit"]
+ss.tl.hits(adata, "ifn_alpha", percentile=90, groupby="cell_type", key_added="ifn_hit")
+adata.uns["sigscan"]["hits"]["ifn_hit"]["cutoffs"]
 
 # %% [markdown]
 # ## 4. Hits per sample
@@ -110,11 +111,11 @@ per_sample = ss.tl.sample_hits(
 per_sample.head(8)
 
 # %%
-ss.pl.sample_hits(per_sample, hue="condition")
+ss.pl.sample_hits(per_sample, hue="condition", show=True)
 
 # %%
 summary = per_sample.groupby(["cell_type", "condition"], observed=True)["hit_fraction"].mean().unstack("condition")
-summary["stim / ctrl"] = (summary["stim"] / summary["ctrl"]).round(1)
+summary["stim - ctrl"] = summary["stim"] - summary["ctrl"]
 summary.round(3)
 
 # %% [markdown]
