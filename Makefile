@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= sigscan-demo
 
-.PHONY: install browser demo test test-all bench docs lint
+.PHONY: install browser demo test test-all bench docs doc-deps tutorials lint
 
 $(BIN)/sigscan: pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,8 @@ browser:
 	@if command -v chromedriver >/dev/null 2>&1 && { command -v chromium >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1; }; then \
 		echo "browser: chromium and chromedriver found"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; } \
+			|| echo "browser: apt-get could not install chromium; the browser tests will be skipped"; \
 	else \
 		echo "browser: chromium/chromedriver missing and not root with apt-get; the browser tests will be skipped"; \
 	fi
@@ -39,9 +40,17 @@ test-all: install
 bench: install
 	$(BIN)/python benchmarks/attributions.py
 
-docs: install
+doc-deps: install
 	$(BIN)/python -m pip install -e ".[doc]"
-	$(BIN)/python -m sphinx -W -b html docs docs/_build/html
+
+# the docs render the tutorials' committed outputs (nothing is executed); warnings are errors
+docs: doc-deps
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
+
+# execute every tutorial notebook (CI=true selects their smaller setting); `make tutorials TUTORIALS_ARGS=--write`
+# also writes the executed notebooks back beside their .py twins
+tutorials: doc-deps
+	$(BIN)/python docs/execute_tutorials.py $(TUTORIALS_ARGS)
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

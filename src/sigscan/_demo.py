@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from ._logging import logger
+from ._logging import logger, quiet_libraries
 from ._report import Report
 from ._utils import cache_dir
 from .datasets import pbmc3k_signatures
@@ -77,7 +77,7 @@ def run_demo(out: str | Path, *, max_epochs: int = 40, n_splits: int = 10) -> Pa
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     report = Report("sigscan demo")
-    with warnings.catch_warnings():
+    with quiet_libraries(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # absent-gene notices of the immune sets
         _pbmc3k_part(report, out, timings, max_epochs=max_epochs, n_splits=n_splits)
         _kang_part(report, out, timings, max_epochs=max_epochs)

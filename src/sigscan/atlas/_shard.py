@@ -150,7 +150,14 @@ def _map_file(path: str, dtype: np.dtype, length: int) -> np.ndarray:
 
 
 class ShardError(ValueError):
-    """A shard is missing, damaged or does not belong to the atlas."""
+    """A shard is missing, damaged or does not belong to the atlas.
+
+    Examples
+    --------
+    >>> from sigscan.atlas import ShardError
+    >>> issubclass(ShardError, ValueError)
+    True
+    """
 
 
 class ShardReader:

@@ -40,8 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.verbose:
         logging.getLogger("sigscan").setLevel(logging.INFO)
+    from .._logging import quiet_libraries
+
     try:
-        return int(args.func(args) or 0)
+        with quiet_libraries():
+            return int(args.func(args) or 0)
     except _USER_ERRORS as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"sigscan {args.command}: error: {message}", file=sys.stderr)

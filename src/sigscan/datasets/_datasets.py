@@ -68,6 +68,13 @@ def gene_sets(name: str) -> dict[str, list[str]]:
     Returns
     -------
     Mapping of set name → genes.
+
+    Examples
+    --------
+    >>> import sigscan as ss
+    >>> sets = ss.datasets.gene_sets("tirosh_cell_cycle")
+    >>> len(sets)
+    2
     """
     if name not in _GENE_SETS:
         raise KeyError(f"Unknown gene-set collection {name!r}; available: {', '.join(_GENE_SETS)}.")

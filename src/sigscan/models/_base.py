@@ -32,6 +32,14 @@ class FirstLinear:
     ``rest`` maps the first layer's pre-activations to the embedding *before* any L2 normalisation. ``modules``, when
     given, lists the leaf modules ``rest`` applies one after the other (no skips or branches), which lets the
     engine fold affine maps and use hand-derived gradients.
+
+    Examples
+    --------
+    >>> import sigscan as ss
+    >>> model = ss.models.SCimilarity.random(["CD3E", "LYZ", "MS4A1"], hidden_dim=(8,), latent_dim=4)
+    >>> first = model.first_linear()
+    >>> isinstance(first, ss.models.FirstLinear), tuple(first.weight.shape)
+    (True, (8, 3))
     """
 
     weight: torch.Tensor
@@ -76,6 +84,13 @@ class AttributionModel(ABC):
 
     Subclasses set :attr:`name`, :attr:`gene_order`, :attr:`embedding_dim`, :attr:`l2_normalized`, and implement
     :meth:`preprocess` (counts → model input) and :meth:`embed` (differentiable input → embedding).
+
+    Examples
+    --------
+    >>> import sigscan as ss
+    >>> model = ss.models.SCimilarity.random(["CD3E", "LYZ", "MS4A1"], hidden_dim=(8,), latent_dim=4)
+    >>> isinstance(model, ss.models.AttributionModel), model.name, model.embedding_dim
+    (True, 'scimilarity', 4)
     """
 
     #: short model name used in layer keys (``attr_<name>_<method>``)
@@ -237,4 +252,3 @@ def load_matching_state(
             ", ".join(f"{name}: {n}" for name, n in sorted(modules.items())),
         )
     return others
-

@@ -92,6 +92,13 @@ class ScFoundationEncoder(nn.Module):
     ``encoder.transformer_encoder.{i}`` post-norm :class:`torch.nn.TransformerEncoderLayer` (ReLU, feed-forward
     ``4 × dim``) with a key padding mask, then ``encoder.norm``. The decoder of the masked auto-encoder does not enter
     the cell embedding and is not part of this module.
+
+    Examples
+    --------
+    >>> import sigscan as ss
+    >>> encoder = ss.models.ScFoundationEncoder(seq_len=100, dim=16, depth=1, heads=2)
+    >>> sorted({name.split(".")[0] for name, _ in encoder.named_parameters()})
+    ['encoder', 'pos_emb', 'token_emb']
     """
 
     def __init__(

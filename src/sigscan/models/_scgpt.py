@@ -90,6 +90,13 @@ class ScGPTEncoder(nn.Module):
         Transformer layers (``nlayers``).
     dropout
         Dropout probability (inactive in eval mode).
+
+    Examples
+    --------
+    >>> import sigscan as ss
+    >>> encoder = ss.models.ScGPTEncoder(ntoken=10, d_model=16, nhead=2, d_hid=16, nlayers=1)
+    >>> sorted({name.split(".")[0] for name, _ in encoder.named_parameters()})
+    ['encoder', 'transformer_encoder', 'value_encoder']
     """
 
     def __init__(self, ntoken: int, d_model: int, nhead: int, d_hid: int, nlayers: int, dropout: float = 0.2):

@@ -22,6 +22,15 @@ class SCimilarityEncoder(nn.Module):
 
     Per hidden layer: Dropout, Linear, BatchNorm1d, PReLU; then a Linear to the latent space; the output is
     L2-normalised by :meth:`forward`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import sigscan as ss
+    >>> encoder = ss.models.SCimilarityEncoder(n_genes=50, hidden_dim=(16,), latent_dim=4).eval()
+    >>> embedding = encoder(torch.rand(3, 50))
+    >>> tuple(embedding.shape), bool(torch.allclose(embedding.norm(dim=1), torch.ones(3)))
+    ((3, 4), True)
     """
 
     def __init__(

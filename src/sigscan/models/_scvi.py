@@ -50,6 +50,18 @@ class SCVI(AttributionModel):
         Fewer model genes than this in the data raise an error (default: 500, or half the genes of small models).
     name
         Name used in layer keys.
+
+    Examples
+    --------
+    >>> import scvi
+    >>> import sigscan as ss
+    >>> adata = ss.datasets.pbmc3k()[:200, :300].copy()
+    >>> scvi.model.SCVI.setup_anndata(adata)
+    >>> vae = scvi.model.SCVI(adata, n_hidden=16, n_latent=4)
+    >>> vae.train(max_epochs=1, accelerator="cpu", enable_progress_bar=False)
+    >>> model = ss.models.SCVI(vae)
+    >>> model.embedding_dim, model.n_genes
+    (4, 300)
     """
 
     l2_normalized = False

@@ -43,6 +43,15 @@ def completeness(
     Returns
     -------
     DataFrame indexed by cell with ``attribution_sum``, ``delta`` (``s(x) − s(0)``) and ``relative_error``.
+
+    Examples
+    --------
+    >>> import sigscan as ss
+    >>> adata = ss.datasets.pbmc3k()[:20].copy()
+    >>> model = ss.models.SCimilarity.random(adata.var_names, hidden_dim=(16,), latent_dim=4)
+    >>> table = ss.pp.completeness(adata, model)
+    >>> sorted(table.columns)
+    ['attribution_sum', 'delta', 'relative_error']
     """
     settings = AttributionSettings.resolve(
         model,

@@ -43,6 +43,13 @@ class ScoringData:
         Total per cell for the on-the-fly normalisation.
     batch_size
         Cells per chunk.
+
+    Examples
+    --------
+    >>> import sigscan as ss
+    >>> data = ss.tl.ScoringData(ss.datasets.toy(n_cells=50), normalize=True, batch_size=20)
+    >>> [(start, stop) for start, stop, _ in data.chunks()]
+    [(0, 20), (20, 40), (40, 50)]
     """
 
     adata: AnnData

@@ -26,6 +26,17 @@ class Scorer:
 
     ``func(data, gene_sets, **options)`` returns a cells × sets float64 array; ``reads`` says whether it scores
     log-normalised expression or an attribution layer.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import sigscan as ss
+    >>> def top_gene(data, gene_sets):
+    ...     matrix = data.to_memory()
+    ...     return np.column_stack([matrix[:, genes].max(axis=1).toarray().ravel() for genes in gene_sets])
+    >>> scorer = ss.tl.Scorer("top_gene", top_gene, "expression", "highest expression in the set")
+    >>> scorer.reads, scorer.options
+    ('expression', {})
     """
 
     name: str
@@ -95,7 +106,6 @@ def register_scorer(
     Examples
     --------
     >>> import numpy as np
-    import pandas as pd
     >>> import sigscan as ss
     >>> def maximum(data, gene_sets):
     ...     out = np.zeros((data.shape[0], len(gene_sets)))
