@@ -3,6 +3,7 @@
 from ._attribution_score import attribution_score
 from ._compare import DEFAULT_METHODS as DEFAULT_COMPARE_METHODS
 from ._compare import compare_scorers
+from ._downsampling import downsampling_stability
 from ._hits import hits, sample_hits
 from ._score_genes import score_genes
 from ._scorers import Scorer, ScoringData, register_scorer, scorers
@@ -13,6 +14,7 @@ __all__ = [
     "ScoringData",
     "attribution_score",
     "compare_scorers",
+    "downsampling_stability",
     "hits",
     "register_scorer",
     "sample_hits",
