@@ -88,7 +88,7 @@ def test_downsampling_stability_one_group_and_plot(pbmc_small, scimilarity_model
     axes = ss.pl.downsampling_stability(pbmc_small, key="ds")
     assert len(axes) == 2 and axes[0].get_lines()
     plt.close("all")
-    with pytest.raises(KeyError, match="run ss.tl.downsampling_stability"):
+    with pytest.raises(KeyError, match=r"run ss\.tl\.downsampling_stability"):
         ss.pl.downsampling_stability(pbmc_small)
 
 

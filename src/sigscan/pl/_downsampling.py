@@ -71,7 +71,10 @@ def downsampling_stability(
     >>> axes = ss.pl.downsampling_stability(adata)
     """
     table = result_table(
-        data, key, ["group", "fraction", "method", "shuffled", "spearman", "top_overlap"], "ss.tl.downsampling_stability"
+        data,
+        key,
+        ["group", "fraction", "method", "shuffled", "spearman", "top_overlap"],
+        "ss.tl.downsampling_stability",
     )
     if groups is not None:
         table = table[table["group"].isin([str(g) for g in groups])]

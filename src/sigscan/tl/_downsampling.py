@@ -1,4 +1,4 @@
-"""``ss.tl.downsampling_stability``: does a group's gene ranking survive thinned counts (SPEC 5.1, downsampling)?"""
+"""``ss.tl.downsampling_stability``: whether a group's gene ranking survives thinned counts (SPEC 5.1)."""
 
 from __future__ import annotations
 
