@@ -15,7 +15,11 @@ MODULES = [
     "sigscan.models._scimilarity",
     "sigscan.models._sctab",
     "sigscan.models._torch",
+    "sigscan.pl._downsampling",
     "sigscan.pp._attributions",
+    "sigscan.pp._downsample",
+    "sigscan.tl._downsampling",
+    "sigscan.tl._robustness_report",
 ]
 
 

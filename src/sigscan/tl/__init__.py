@@ -5,6 +5,7 @@ from ._compare import DEFAULT_METHODS as DEFAULT_COMPARE_METHODS
 from ._compare import compare_scorers
 from ._downsampling import downsampling_stability
 from ._hits import hits, sample_hits
+from ._robustness_report import robustness_report
 from ._score_genes import score_genes
 from ._scorers import Scorer, ScoringData, register_scorer, scorers
 
@@ -17,6 +18,7 @@ __all__ = [
     "downsampling_stability",
     "hits",
     "register_scorer",
+    "robustness_report",
     "sample_hits",
     "score_genes",
     "scorers",
