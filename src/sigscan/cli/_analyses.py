@@ -47,6 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the sub-command."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+
     from ..tl import robustness_report
 
     adata = read_anndata(args.input)

@@ -190,14 +190,11 @@ def robustness_report(
     >>> page.name
     'report.html'
     """
+    import matplotlib.pyplot as plt
+
     from .. import pp
     from .._attribution_layer import attribution_layer as find_attribution_layer
     from .._gene_sets import read_gene_sets
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     chosen = list(ANALYSES) if analyses is None else list(analyses)
     unknown = [name for name in chosen if name not in ANALYSES]
