@@ -49,7 +49,7 @@ def load(name: str):
     return adata, markers, model
 
 
-def downsampling(adata, model, args) -> pd.DataFrame:
+def downsampling(adata, markers, model, args) -> pd.DataFrame:
     import sigscan as ss
     from sigscan.tl._robustness_report import downsampling_summary
 
@@ -88,14 +88,16 @@ def main() -> None:
     for name in args.datasets:
         start = time.perf_counter()
         adata, markers, model = load(name)
-        print(f"\n=== {name}: {adata.n_obs} cells × {adata.n_vars} genes; scVI {model.n_genes} genes "
-              f"(model ready in {time.perf_counter() - start:.1f} s)")
+        print(
+            f"\n=== {name}: {adata.n_obs} cells × {adata.n_vars} genes; scVI {model.n_genes} genes "
+            f"(model ready in {time.perf_counter() - start:.1f} s)"
+        )
         start = time.perf_counter()
         ss.pp.attributions(adata, model, method="ig", n_steps=args.n_steps, progress=False)
         print(f"IG attributions ({args.n_steps} steps): {time.perf_counter() - start:.1f} s")
         for analysis in args.analyses:
             start = time.perf_counter()
-            table = RUNNERS[analysis](adata, model, args)
+            table = RUNNERS[analysis](adata, markers, model, args)
             seconds = time.perf_counter() - start
             print(f"\n--- {name} · {analysis} ({seconds:.1f} s wall, load average {os.getloadavg()[0]:.1f})")
             print(table.round(3).to_string(index=False))

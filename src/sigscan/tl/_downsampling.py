@@ -206,7 +206,10 @@ def downsampling_stability(
         raise ValueError(f"n_shuffles={n_shuffles} must be 0 (no baseline) or more.")
     labels, chosen = group_labels(adata, groupby, groups)
     where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+    analysed = labels != ""  # only the cells of the chosen groups are thinned and attributed
     counts = counts_matrix(adata, layer)
+    counts = counts[analysed] if not analysed.all() else counts
+    labels = labels[analysed]
     check_counts(counts, where=where)
     order = sorted(set(levels) | {0.0})
     seeds = np.random.SeedSequence(random_state).spawn(len(order) + 1)
@@ -221,7 +224,7 @@ def downsampling_stability(
     with timed(f"downsampling stability of {len(chosen)} group(s) at {len(order)} levels ({method} attributions)"):
         for level, seed in zip(order, seeds[:-1], strict=False):
             thinned = thin_counts(counts, level, np.random.default_rng(seed), where=where)
-            work = ad.AnnData(X=thinned, obs=pd.DataFrame(index=adata.obs_names), var=adata.var.copy())
+            work = ad.AnnData(X=thinned, obs=pd.DataFrame(index=adata.obs_names[analysed]), var=adata.var.copy())
             pp.attributions(
                 work, model, method=method, key_added=_ATTRIBUTION_KEY, progress=False, **attribution_options
             )
