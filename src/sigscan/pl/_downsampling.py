@@ -45,7 +45,7 @@ def downsampling_stability(
 ) -> Any:
     """Spearman correlation and top-n overlap with the undownsampled gene ranking, against the fraction removed.
 
-    One panel per statistic; a line per method (mean over the groups, the band spans the lowest and highest group)
+    One panel per statistic; a line per representation (attribution, expression; mean over the groups, the band spans the lowest and highest group)
     and, dashed, its shuffled-gene baseline.
 
     Parameters
@@ -73,7 +73,7 @@ def downsampling_stability(
     table = result_table(
         data,
         key,
-        ["group", "fraction", "method", "shuffled", "spearman", "top_overlap"],
+        ["group", "fraction", "reads", "kind", "spearman", "top_overlap"],
         "ss.tl.downsampling_stability",
     )
     if groups is not None:
@@ -83,10 +83,11 @@ def downsampling_stability(
     figure, axes = new_axes(ax, 2, figsize or (9.0, 3.6))
     n_top = int(table["n_top"].iloc[0]) if "n_top" in table and len(table) else None
     for ax_, (column, title) in zip(axes, _PANELS.items(), strict=True):
-        for (method, shuffled), part in table.groupby(["method", "shuffled"], sort=True):
+        for (reads, kind), part in table.groupby(["reads", "kind"], sort=True):
+            shuffled = kind == "shuffled"
             summary = part.groupby("fraction")[column].agg(["mean", "min", "max"]).sort_index()
-            colour = _COLOURS.get(str(method))
-            label = f"{method} (shuffled genes)" if shuffled else str(method)
+            colour = _COLOURS.get(str(reads))
+            label = f"{reads} (shuffled genes)" if shuffled else str(reads)
             style = "--" if shuffled else "-"
             ax_.plot(summary.index, summary["mean"], style, color=colour, marker="o", ms=3, label=label)
             if not shuffled and part["group"].nunique() > 1:

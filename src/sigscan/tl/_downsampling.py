@@ -26,8 +26,10 @@ if TYPE_CHECKING:
 #: the SIGnature paper's levels: 0–90% of the counts removed
 DEFAULT_FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 #: the two gene rankings compared: mean attribution and mean log-normalised expression per gene
-MEASURES = ("attribution", "expression")
-COLUMNS = ["group", "fraction", "method", "shuffled", "spearman", "top_overlap", "n_top", "n_cells", "n_genes"]
+READS = ("attribution", "expression")
+#: ``kind`` of the rows: the ranking itself, or its shuffled-gene-label baseline (the other analyses' word)
+RANKING, SHUFFLED = "ranking", "shuffled"
+COLUMNS = ["group", "fraction", "reads", "kind", "spearman", "top_overlap", "n_top", "n_cells", "n_genes"]
 _ATTRIBUTION_KEY = "_sigscan_downsampling"
 
 
@@ -182,8 +184,8 @@ def downsampling_stability(
 
     Returns
     -------
-    Tidy table, one row per group × fraction × method (``"attribution"``, ``"expression"``) × ``shuffled``
-    (``False``: the ranking itself; ``True``: the shuffled baseline): ``spearman``, ``top_overlap``, ``n_top``,
+    Tidy table, one row per group × fraction × ``reads`` (``"attribution"``, ``"expression"``) × ``kind``
+    (``"ranking"``: the ranking itself; ``"shuffled"``: the baseline): ``spearman``, ``top_overlap``, ``n_top``,
     ``n_cells``, ``n_genes``. Also stored in ``adata.uns["sigscan"][key_added]``; ``X`` and layers are left unchanged.
 
     Examples
@@ -192,7 +194,7 @@ def downsampling_stability(
     >>> adata = ss.datasets.pbmc3k()[:60].copy()
     >>> model = ss.models.SCimilarity.random(adata.var_names, hidden_dim=(32,), latent_dim=8)
     >>> df = ss.tl.downsampling_stability(adata, model, fractions=(0, 0.5), method="ixg", n_shuffles=2)
-    >>> float(df.query("fraction == 0 and not shuffled")["spearman"].min())
+    >>> float(df.query("fraction == 0 and kind == 'ranking'")["spearman"].min())
     1.0
     """
     from .. import pp
@@ -241,26 +243,26 @@ def downsampling_stability(
     for k, group in enumerate(chosen):
         genes = in_model & (reference_counts[k] > 0)
         for level in levels:
-            for measure in MEASURES:
-                reference = means[0.0][measure][k, genes]
-                values = means[level][measure][k, genes]
+            for reads in READS:
+                reference = means[0.0][reads][k, genes]
+                values = means[level][reads][k, genes]
                 spearman, overlap, shuffled_spearman, shuffled_overlap = compare_rankings(
                     reference, values, n_top=int(n_top), n_shuffles=int(n_shuffles), rng=shuffle_rng
                 )
-                common = {"group": group, "fraction": level, "method": measure, "n_top": int(n_top)}
+                common = {"group": group, "fraction": level, "reads": reads, "n_top": int(n_top)}
                 extra = {"n_cells": n_cells[group], "n_genes": int(genes.sum())}
-                rows.append({**common, "shuffled": False, "spearman": spearman, "top_overlap": overlap, **extra})
+                rows.append({**common, "kind": RANKING, "spearman": spearman, "top_overlap": overlap, **extra})
                 if n_shuffles:
                     rows.append(
                         {
                             **common,
-                            "shuffled": True,
+                            "kind": SHUFFLED,
                             "spearman": shuffled_spearman,
                             "top_overlap": shuffled_overlap,
                             **extra,
                         }
                     )
-    table = pd.DataFrame(rows, columns=COLUMNS).astype({"group": str, "method": str, "shuffled": bool})
+    table = pd.DataFrame(rows, columns=COLUMNS).astype({"group": str, "reads": str, "kind": str})
     store = adata.uns.setdefault("sigscan", {})
     store[key_added] = table
     store[f"{key_added}_params"] = {

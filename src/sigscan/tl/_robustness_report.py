@@ -75,14 +75,14 @@ def _run_downsampling(context: ReportContext) -> pd.DataFrame:
 def downsampling_summary(table: pd.DataFrame, fractions: Sequence[float] | None = None) -> pd.DataFrame:
     """Mean over groups of Spearman and top-n overlap at the chosen fractions (default: 0.5 and 0.9 if present).
 
-    One row per method, and per method's shuffled-gene baseline.
+    One row per representation (``reads``), and per representation's shuffled-gene baseline.
     """
     present = sorted(set(table["fraction"]))
     if fractions is None:
         fractions = [f for f in (0.5, 0.9) if f in present] or [f for f in present if f > 0][-1:] or present
     part = table[table["fraction"].isin(list(fractions))].copy()
-    part["method"] = np.where(part["shuffled"], part["method"] + " (shuffled genes)", part["method"])
-    wide = part.groupby(["method", "fraction"], sort=False)[["spearman", "top_overlap"]].mean().unstack("fraction")
+    part["reads"] = np.where(part["kind"] == "shuffled", part["reads"] + " (shuffled genes)", part["reads"])
+    wide = part.groupby(["reads", "fraction"], sort=False)[["spearman", "top_overlap"]].mean().unstack("fraction")
     wide.columns = [f"{stat} @ {fraction:g}" for stat, fraction in wide.columns]
     ordered = sorted(wide.columns, key=lambda c: (float(c.split("@")[1]), c))
     return wide[ordered].reset_index()
