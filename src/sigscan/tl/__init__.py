@@ -1,5 +1,6 @@
 """Tools: gene-set scores, scorer comparisons, hits and analyses."""
 
+from ._analyses import qc_correlation, rank_percentiles
 from ._attribution_score import attribution_score
 from ._compare import DEFAULT_METHODS as DEFAULT_COMPARE_METHODS
 from ._compare import compare_scorers
@@ -14,6 +15,8 @@ __all__ = [
     "attribution_score",
     "compare_scorers",
     "hits",
+    "qc_correlation",
+    "rank_percentiles",
     "register_scorer",
     "sample_hits",
     "score_genes",

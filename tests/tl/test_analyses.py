@@ -1,0 +1,254 @@
+"""Tests of the paper's analyses (issue 13): oracles from scipy, hand loops and planted signals."""
+
+from __future__ import annotations
+
+import warnings
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+from scipy import sparse, stats
+
+import sigscan as ss
+from sigscan.tl._analyses import _common, _ranks
+
+SETS = {
+    "B cells": ["CD79A", "CD79B", "MS4A1", "CD19", "BANK1"],
+    "NK cells": ["GNLY", "NKG7", "PRF1", "GZMB", "KLRD1"],
+    "CD14+ Monocytes": ["CD14", "LYZ", "S100A8", "S100A9", "FCN1"],
+}
+
+
+@pytest.fixture(scope="module")
+def pbmc_part() -> ad.AnnData:
+    """600 labelled PBMC3k cells (raw counts in X)."""
+    adata = ss.datasets.pbmc3k()
+    adata = adata[adata.obs["cell_type"] != "unknown"]
+    return adata[:600].copy()
+
+
+@pytest.fixture(scope="module")
+def with_attributions(_pbmc_small, scimilarity_model) -> ad.AnnData:
+    """The 48-cell PBMC slice with a gradient × input attribution layer of the random SCimilarity model."""
+    adata = _pbmc_small.copy()
+    ss.pp.attributions(adata, scimilarity_model, method="ixg", device="cpu", progress=False)
+    return adata
+
+
+def _log_norm(counts: sparse.spmatrix) -> np.ndarray:
+    x = np.asarray(sparse.csr_matrix(counts).toarray(), dtype=np.float64)
+    totals = x.sum(axis=1, keepdims=True)
+    return np.log1p(np.divide(x * 1e4, totals, out=np.zeros_like(x), where=totals > 0))
+
+
+# --- ranks and Spearman against scipy ----------------------------------------------------------------------------------
+
+
+def test_row_percentiles_match_scipy_rankdata():
+    x = np.array(
+        [
+            [5, 3, 3, 0, 1, 0],  # ties
+            [0, 0, 0, 0, 0, 0],  # empty cell
+            [0, 0, 7, 0, 0, 0],  # one gene
+            [2, 2, 2, 2, 2, 2],  # all tied
+            [-1, 0, 0.5, 4, 0, -3],  # negative values rank too
+        ],
+        dtype=np.float32,
+    )
+    matrix = sparse.csr_matrix(x)
+    matrix.data[matrix.indptr[0] + 3] = 0  # an explicit stored zero (row 0, column 4) must stay unranked
+    x[0, 4] = 0
+    got = _ranks.row_percentiles(matrix).toarray()
+    for i, row in enumerate(x):
+        nonzero = np.flatnonzero(row)
+        expected = np.zeros(row.size)
+        if nonzero.size:
+            expected[nonzero] = stats.rankdata(row[nonzero], method="average") / nonzero.size * 100
+        np.testing.assert_allclose(got[i], expected)
+    assert got[2, 2] == 100.0 and got[3].tolist() == [350 / 6] * 6
+
+
+def test_row_percentiles_random_matrix_against_scipy():
+    rng = np.random.default_rng(3)
+    matrix = sparse.random(60, 40, density=0.3, format="csr", random_state=4, data_rvs=lambda n: rng.integers(1, 5, n))
+    got = _ranks.row_percentiles(matrix)
+    for i in range(60):
+        row = matrix[i].toarray().ravel()
+        nonzero = np.flatnonzero(row)
+        if nonzero.size:
+            np.testing.assert_allclose(
+                got[i].toarray().ravel()[nonzero], stats.rankdata(row[nonzero]) / nonzero.size * 100
+            )
+
+
+def test_spearman_columns_match_scipy_with_ties_and_constants():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 4, size=(50, 3)).astype(float)  # many ties
+    scores[:, 2] = 1.0  # constant
+    metrics = np.column_stack([rng.normal(size=50), rng.integers(0, 3, 50)])
+    rho = _common.spearman_columns(scores, metrics)
+    for a in range(2):
+        for b in range(2):
+            assert rho[a, b] == pytest.approx(stats.spearmanr(scores[:, a], metrics[:, b]).statistic, abs=1e-12)
+    assert np.isnan(rho[2]).all()
+
+
+# --- qc_correlation ------------------------------------------------------------------------------------------------------
+
+
+def test_qc_correlation_matches_hand_loop(pbmc_part, snapshot, assert_unchanged):
+    adata = pbmc_part.copy()
+    before = snapshot(adata)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = ss.tl.qc_correlation(adata, SETS, groupby="cell_type", methods=["mean"], n_shuffles=4, random_state=7)
+    # inputs unchanged apart from the result in uns
+    del adata.uns["sigscan"]
+    assert_unchanged(adata, before)
+
+    lognorm = _log_norm(pbmc_part.X)
+    counts = pbmc_part.X.toarray()
+    qc = {
+        "total_counts": counts.sum(axis=1),
+        "n_genes_by_counts": (counts > 0).sum(axis=1),
+        "pct_counts_mt": 100 * counts[:, pbmc_part.var_names.str.startswith("MT-")].sum(axis=1) / counts.sum(axis=1),
+    }
+    rng = np.random.default_rng(7)
+    perms = [rng.permutation(pbmc_part.n_vars) for _ in range(4)]
+    labels = pbmc_part.obs["cell_type"].astype(str).to_numpy()
+    for group, genes in SETS.items():
+        columns = pbmc_part.var_names.get_indexer(genes)
+        cells = labels == group
+        for metric, values in qc.items():
+            row = table[(table["group"] == group) & (table["qc"] == metric)]
+            observed = stats.spearmanr(lognorm[cells][:, columns].mean(axis=1), values[cells]).statistic
+            assert row.loc[row["kind"] == "gene_set", "spearman"].item() == pytest.approx(observed, abs=1e-9)
+            shuffled = [
+                abs(stats.spearmanr(lognorm[cells][:, perm[columns]].mean(axis=1), values[cells]).statistic)
+                for perm in perms
+            ]
+            assert row.loc[row["kind"] == "shuffled", "abs_spearman"].item() == pytest.approx(
+                np.nanmean(shuffled), abs=1e-9
+            )
+
+
+def test_qc_correlation_attribution_and_expression_side_by_side(with_attributions, snapshot, assert_unchanged):
+    adata = with_attributions.copy()
+    before = snapshot(adata)
+    sets = {"B cells": SETS["B cells"], "NK cells": SETS["NK cells"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = ss.tl.qc_correlation(
+            adata, sets, groupby="cell_type", counts_layer="counts", n_shuffles=3, key_added="qc"
+        )
+    assert set(table["reads"]) == {"attribution", "expression"}
+    assert set(table["kind"]) == {"gene_set", "shuffled"}
+    assert table["abs_spearman"].dropna().between(0, 1).all()
+    assert adata.uns["sigscan"]["qc"] is table
+    assert adata.uns["sigscan"]["qc_params"]["n_shuffles"] == 3
+    del adata.uns["sigscan"]["qc"], adata.uns["sigscan"]["qc_params"]
+    assert_unchanged(adata, before)
+
+
+def test_qc_correlation_gmt_mapping(pbmc_part):
+    table = ss.tl.qc_correlation(
+        pbmc_part.copy(),
+        {"B cells": "PANGLAODB_B_CELLS"},
+        groupby="cell_type",
+        methods=["mean"],
+        n_shuffles=0,
+        gmt=ss.datasets.gene_sets("panglaodb_immune"),
+    )
+    assert set(table["gene_set"]) == {"PANGLAODB_B_CELLS"} and set(table["kind"]) == {"gene_set"}
+
+
+def test_qc_correlation_errors(pbmc_part):
+    adata = pbmc_part.copy()
+    with pytest.raises(KeyError, match="groupby='celltype' is not an obs column; pass one of"):
+        ss.tl.qc_correlation(adata, SETS, groupby="celltype", methods=["mean"])
+    with pytest.raises(ValueError, match="key gene_sets by those values"):
+        ss.tl.qc_correlation(adata, {"T regs": ["FOXP3"]}, groupby="cell_type", methods=["mean"])
+    with pytest.raises(KeyError, match=r"run ss\.pp\.attributions"):
+        ss.tl.qc_correlation(adata, SETS, groupby="cell_type")
+    lognorm = adata.copy()
+    sc.pp.normalize_total(lognorm)
+    sc.pp.log1p(lognorm)
+    with pytest.raises(ValueError, match="pass counts_layer="):
+        ss.tl.qc_correlation(lognorm, SETS, groupby="cell_type", methods=["mean"])
+    with pytest.raises(KeyError, match="Unknown QC metric"):
+        ss.tl.qc_correlation(adata, SETS, groupby="cell_type", methods=["mean"], qc=["depth"])
+
+
+# --- rank_percentiles ----------------------------------------------------------------------------------------------------
+
+
+def test_rank_percentiles_match_brute_force(snapshot, assert_unchanged):
+    rng = np.random.default_rng(1)
+    x = rng.poisson(0.8, size=(40, 30)).astype(np.float32)
+    x[0] = 0
+    x[0, 5] = 3  # a cell with one gene
+    adata = ad.AnnData(
+        sparse.csr_matrix(x),
+        obs=pd.DataFrame({"g": ["a"] * 20 + ["b"] * 20}, index=[f"c{i}" for i in range(40)]),
+        var=pd.DataFrame(index=[f"G{j}" for j in range(30)]),
+    )
+    families = {"first": ["G0", "G1", "G2", "G5"], "second": ["G10", "G20", "G29"]}
+    before = snapshot(adata)
+    table = ss.tl.rank_percentiles(adata, families, groupby="g", n_shuffles=3, random_state=2)
+    del adata.uns["sigscan"]
+    assert_unchanged(adata, before)
+
+    pct = np.full(x.shape, np.nan)
+    for i, row in enumerate(x):
+        nonzero = np.flatnonzero(row)
+        pct[i, nonzero] = stats.rankdata(row[nonzero]) / nonzero.size * 100
+    rng = np.random.default_rng(2)
+    perms = [rng.permutation(30) for _ in range(3)]
+    for group, cells in (("a", slice(0, 20)), ("b", slice(20, 40))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            gene_means = np.nanmean(pct[cells], axis=0)
+        for family, genes in families.items():
+            columns = adata.var_names.get_indexer(genes)
+            rows = table[(table["group"] == group) & (table["family"] == family)]
+            expected = np.nanmean(gene_means[columns])
+            assert rows.loc[rows["kind"] == "gene_set", "mean_percentile"].item() == pytest.approx(expected)
+            baseline = np.nanmean([np.nanmean(gene_means[perm[columns]]) for perm in perms])
+            assert rows.loc[rows["kind"] == "shuffled", "mean_percentile"].item() == pytest.approx(baseline)
+
+
+def test_rank_percentiles_pbmc_families_and_attributions(with_attributions):
+    adata = with_attributions.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = ss.tl.rank_percentiles(adata, list(_ranks.BUILTIN_FAMILIES), groupby="cell_type", n_markers=10)
+    assert set(table["family"]) == set(_ranks.BUILTIN_FAMILIES)
+    assert set(table["reads"]) == {"attribution", "expression"}
+    observed = table[table["kind"] == "gene_set"]
+    assert observed["mean_percentile"].dropna().between(0, 100).all()
+    genes = adata.uns["sigscan"]["rank_percentiles_genes"]
+    assert {"gene", "mean_percentile", "n_cells_detected"} <= set(genes.columns)
+    # expression: ribosomal genes rank above random genes in every PBMC type (the most abundant transcripts)
+    expression = table.query("family == 'ribosomal' and reads == 'expression'")
+    wide = expression.pivot(index="group", columns="kind", values="mean_percentile")
+    assert (wide["gene_set"] > wide["shuffled"] + 10).all()
+
+
+def test_builtin_families():
+    tfs = _ranks.transcription_factors()
+    assert len(tfs) == 1639 and len(set(tfs)) == 1639
+    assert {"FOXP3", "SPI1", "PAX5", "TBX21", "GATA3"} <= set(tfs) and "ACTB" not in tfs
+    names = pd.Index(["RPL13A", "RPS27A", "RPLP0", "RPS4Y1", "RPL3L", "RPS6KA1", "RPL13AP5", "MT-CO1", "MTOR"])
+    assert _ranks._builtin("ribosomal", names) == ["RPL13A", "RPS27A", "RPLP0", "RPS4Y1", "RPL3L"]
+    assert _ranks._builtin("mitochondrial", names) == ["MT-CO1"]
+
+
+def test_rank_percentiles_errors(pbmc_part):
+    with pytest.raises(KeyError, match="is not an obs column"):
+        ss.tl.rank_percentiles(pbmc_part, ["ribosomal"], groupby="louvain")
+    with pytest.raises(KeyError, match="Layer 'attr' not found"):
+        ss.tl.rank_percentiles(pbmc_part, ["ribosomal"], groupby="cell_type", layers=["attr"])
+    with pytest.raises(TypeError, match="gene_families must be"):
+        ss.tl.rank_percentiles(pbmc_part, 3, groupby="cell_type")
