@@ -252,3 +252,160 @@ def test_rank_percentiles_errors(pbmc_part):
         ss.tl.rank_percentiles(pbmc_part, ["ribosomal"], groupby="cell_type", layers=["attr"])
     with pytest.raises(TypeError, match="gene_families must be"):
         ss.tl.rank_percentiles(pbmc_part, 3, groupby="cell_type")
+
+
+# --- cell_cycle_contrast -------------------------------------------------------------------------------------------------
+
+
+def _cycling(n_cells: int = 120, n_genes: int = 60, seed: int = 0) -> ad.AnnData:
+    """Counts with a planted G2/M program (genes G0-G9 x6 in 'G2M' cells) and an S program (G10-G19 x4 in 'S')."""
+    rng = np.random.default_rng(seed)
+    phase = np.array(
+        ["G1"] * (n_cells // 2) + ["S"] * (n_cells // 4) + ["G2M"] * (n_cells - n_cells // 2 - n_cells // 4)
+    )
+    rates = np.full((n_cells, n_genes), 2.0)
+    rates[phase == "G2M", :10] *= 6
+    rates[phase == "S", 10:20] *= 4
+    counts = rng.poisson(rates).astype(np.float32)
+    adata = ad.AnnData(
+        sparse.csr_matrix(counts),
+        obs=pd.DataFrame({"phase": phase}, index=[f"c{i}" for i in range(n_cells)]),
+        var=pd.DataFrame(index=[f"G{j}" for j in range(n_genes)]),
+    )
+    adata.layers["attr_toy"] = sparse.csr_matrix(counts * rng.uniform(0.5, 1.5, counts.shape).astype(np.float32))
+    return adata
+
+
+def test_cell_cycle_contrast_matches_hand_computation(snapshot, assert_unchanged):
+    adata = _cycling()
+    g2m = [f"G{j}" for j in range(10)]
+    s = [f"G{j}" for j in range(10, 20)]
+    before = snapshot(adata)
+    table = ss.tl.cell_cycle_contrast(adata, phase_key="phase", g2m_genes=g2m, s_genes=s, n_shuffles=5, random_state=3)
+    del adata.uns["sigscan"]
+    assert_unchanged(adata, before)
+
+    matrices = {"attribution": adata.layers["attr_toy"].toarray(), "mean": _log_norm(adata.X)}
+    phase = adata.obs["phase"].to_numpy()
+    rng = np.random.default_rng(3)
+    perms = [rng.permutation(adata.n_vars) for _ in range(5)]
+    for method, values in matrices.items():
+        for label, genes in (("G2M", g2m), ("S", s)):
+            columns = adata.var_names.get_indexer(genes)
+            inside = phase == label
+
+            def fold(cols, values=values, inside=inside):
+                score = values[:, cols].mean(axis=1)
+                return np.log2(score[inside].mean() / score[~inside].mean())
+
+            rows = table[(table["method"] == method) & (table["phase"] == label)]
+            observed = rows.loc[rows["kind"] == "gene_set", "log2fc"].item()
+            assert observed == pytest.approx(fold(columns))
+            baseline = rows.loc[rows["kind"] == "shuffled", "log2fc"].item()
+            assert baseline == pytest.approx(np.mean([fold(perm[columns]) for perm in perms]))
+            assert observed > baseline + 0.4  # the planted programs are found
+
+
+def test_cell_cycle_contrast_errors():
+    adata = _cycling()
+    adata.obs["no_g2m"] = np.where(adata.obs["phase"] == "G2M", "G1", adata.obs["phase"])
+    with pytest.raises(ValueError, match="has no 'G2M' cells"):
+        ss.tl.cell_cycle_contrast(adata, phase_key="no_g2m", methods=["mean"])
+    with pytest.raises(KeyError, match="phase_key='cycle' is not an obs column"):
+        ss.tl.cell_cycle_contrast(adata, phase_key="cycle", methods=["mean"])
+
+
+def test_cell_cycle_contrast_pbmc_default_tirosh_sets(pbmc_part):
+    adata = pbmc_part.copy()
+    g2m, s = ss.datasets.gene_sets("tirosh_cell_cycle").values()
+    scored = ad.AnnData(_log_norm(adata.X), obs=adata.obs[[]], var=adata.var[[]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sc.tl.score_genes_cell_cycle(scored, s_genes=s, g2m_genes=g2m)
+        adata.obs["phase"] = scored.obs["phase"]
+        table = ss.tl.cell_cycle_contrast(adata, phase_key="phase", methods=["mean"], n_shuffles=3)
+    assert set(table["gene_set"]) == {"TIROSH2016_G2M_PHASE", "TIROSH2016_S_PHASE"}
+    observed = table[table["kind"] == "gene_set"].set_index("phase")["log2fc"]
+    assert observed["G2M"] > 0  # cells called G2M from these genes score higher on them
+
+
+# --- factor_specificity --------------------------------------------------------------------------------------------------
+
+
+def _planted(seed: int = 0) -> ad.AnnData:
+    """Two batches with batch-specific gene effects; 'T reg'-like label cells carry a program on genes P0-P7."""
+    rng = np.random.default_rng(seed)
+    n_cells, n_genes = 240, 80
+    batch = np.repeat(["study1", "study2"], n_cells // 2)
+    label = np.where(rng.random(n_cells) < 0.25, "target", "other")
+    rates = rng.gamma(2.0, 1.0, size=n_genes)[None, :].repeat(n_cells, axis=0)
+    rates[batch == "study2", 40:60] *= 3  # a batch effect
+    rates[label == "target", :8] *= 8  # the planted program
+    counts = rng.poisson(rates).astype(np.float32)
+    names = [f"P{j}" for j in range(8)] + [f"G{j}" for j in range(8, n_genes)]
+    adata = ad.AnnData(
+        sparse.csr_matrix(counts),
+        obs=pd.DataFrame({"cell_type": label, "study": batch}, index=[f"c{i}" for i in range(n_cells)]),
+        var=pd.DataFrame(index=names),
+    )
+    adata.layers["attr_toy"] = sparse.csr_matrix(counts * rng.uniform(0.5, 1.5, counts.shape).astype(np.float32))
+    return adata
+
+
+def test_factor_specificity_finds_planted_factor(snapshot, assert_unchanged):
+    adata = _planted()
+    before = snapshot(adata)
+    table = ss.tl.factor_specificity(
+        adata, "target", batch_key="study", grid={"n_factors": [3, 5], "random_state": [0, 1]}
+    )
+    del adata.uns["sigscan"]
+    assert_unchanged(adata, before)
+    assert len(table) == 8 and set(table["reads"]) == {"attribution", "expression"}
+    assert table["passes"].all() and (table["min_t"] > 5).all()
+    assert (table["n_comparisons"] == 4).all()  # study1/study2 label cells × study1/study2 others
+    assert (table["n_tests"] == (3 + 5) * 2 * 4).all()
+    # a label with no program has no specific factor
+    shuffled = _planted()
+    shuffled.obs["cell_type"] = np.random.default_rng(5).permutation(shuffled.obs["cell_type"].to_numpy())
+    null = ss.tl.factor_specificity(shuffled, "target", batch_key="study", n_factors=5)
+    assert not null["passes"].any()
+
+
+def test_factor_specificity_best_factor_oracle():
+    rng = np.random.default_rng(0)
+    usage = rng.normal(size=(60, 3))
+    labels = np.zeros(60, dtype=bool)
+    labels[:20] = True
+    usage[labels, 1] += 4
+    batches = np.array(["a", "b"] * 30)
+    from sigscan.tl._analyses import _factors
+
+    tests = _factors.comparisons(labels, batches, 3)
+    best = _factors.best_factor(usage, tests)
+    assert best["factor"] == 1
+    ts = [
+        stats.ttest_ind(usage[i, 1], usage[o, 1], equal_var=False, alternative="greater").statistic for _, i, o in tests
+    ]
+    assert best["min_t"] == pytest.approx(min(ts))
+
+
+def test_factor_specificity_kang_real_data():
+    adata = ss.datasets.kang_ifnb()
+    detected = np.asarray((adata.X > 0).sum(axis=0)).ravel()
+    adata = adata[:, np.argsort(-detected)[:300]].copy()
+    table = ss.tl.factor_specificity(adata, "B cells", batch_key="donor", n_factors=6, reads=["expression"])
+    assert bool(table["passes"].item())
+    summary = adata.uns["sigscan"]["factor_specificity_summary"]
+    assert summary["pass_rate"].item() == 1.0
+
+
+def test_factor_specificity_errors():
+    adata = _planted()
+    with pytest.raises(ValueError, match="label='Treg' is not a value"):
+        ss.tl.factor_specificity(adata, "Treg", batch_key="study")
+    with pytest.raises(KeyError, match="batch_key='donor' is not an obs column"):
+        ss.tl.factor_specificity(adata, "target", batch_key="donor")
+    with pytest.raises(ValueError, match="Unknown grid key"):
+        ss.tl.factor_specificity(adata, "target", batch_key="study", grid={"seeds": [1]})
+    with pytest.raises(KeyError, match="highly_variable_genes"):
+        ss.tl.factor_specificity(adata, "target", batch_key="study", grid={"genes": ["highly_variable"]})

@@ -1,6 +1,6 @@
 """Tools: gene-set scores, scorer comparisons, hits and analyses."""
 
-from ._analyses import qc_correlation, rank_percentiles
+from ._analyses import cell_cycle_contrast, factor_specificity, qc_correlation, rank_percentiles
 from ._attribution_score import attribution_score
 from ._compare import DEFAULT_METHODS as DEFAULT_COMPARE_METHODS
 from ._compare import compare_scorers
@@ -13,7 +13,9 @@ __all__ = [
     "Scorer",
     "ScoringData",
     "attribution_score",
+    "cell_cycle_contrast",
     "compare_scorers",
+    "factor_specificity",
     "hits",
     "qc_correlation",
     "rank_percentiles",
