@@ -1,5 +1,6 @@
 """Tools: gene-set scores, scorer comparisons, hits and analyses."""
 
+from ._analyses import cell_cycle_contrast, factor_specificity, qc_correlation, rank_percentiles
 from ._attribution_score import attribution_score
 from ._compare import DEFAULT_METHODS as DEFAULT_COMPARE_METHODS
 from ._compare import compare_scorers
@@ -14,9 +15,13 @@ __all__ = [
     "Scorer",
     "ScoringData",
     "attribution_score",
+    "cell_cycle_contrast",
     "compare_scorers",
     "downsampling_stability",
+    "factor_specificity",
     "hits",
+    "qc_correlation",
+    "rank_percentiles",
     "register_scorer",
     "robustness_report",
     "sample_hits",
