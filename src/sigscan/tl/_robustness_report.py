@@ -43,7 +43,10 @@ class ReportContext:
 
 @dataclass(frozen=True)
 class Analysis:
-    """One section of the report: how to run the analysis, summarise its table and draw it."""
+    """One section of the report: how to run the analysis, summarise its table and draw it.
+
+    ``skip`` says why the analysis does not apply to a context (``None``: it applies).
+    """
 
     name: str
     title: str
@@ -51,6 +54,110 @@ class Analysis:
     run: Callable[[ReportContext], pd.DataFrame]
     summarise: Callable[[pd.DataFrame], pd.DataFrame]
     plot: Callable[[pd.DataFrame], Any]
+    skip: Callable[[ReportContext], str | None] = lambda context: None
+
+
+def _label(reads: pd.Series, kind: pd.Series) -> np.ndarray:
+    """``"attribution"``, ``"mean"``, … with `` (shuffled genes)`` for the baseline rows."""
+    return np.where(kind == "shuffled", reads.astype(str) + " (shuffled genes)", reads.astype(str))
+
+
+def _columns_in_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Observed columns first, each followed by its shuffled baseline."""
+    observed = [c for c in frame.columns if not str(c).endswith("(shuffled genes)")]
+    ordered = []
+    for column in observed:
+        ordered += [column] + [c for c in frame.columns if c == f"{column} (shuffled genes)"]
+    ordered += [c for c in frame.columns if c not in ordered]
+    return frame[ordered]
+
+
+# --- QC correlation -------------------------------------------------------------------------------------------------
+
+
+def _run_qc(context: ReportContext) -> pd.DataFrame:
+    from ._analyses import qc_correlation
+
+    return qc_correlation(
+        context.adata,
+        context.gene_sets,
+        groupby=context.groupby,
+        methods=("attribution", "mean"),
+        layer=context.attribution_layer,
+        counts_layer=context.counts_layer,
+        n_shuffles=context.n_shuffles,
+        random_state=context.random_state,
+    )
+
+
+def qc_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """|Spearman| with each QC metric per group (rows) and method (columns, shuffled baseline beside each)."""
+    part = table.assign(method=_label(table["method"], table["kind"]))
+    blocks = []
+    for qc, rows in part.groupby("qc", sort=False):
+        wide = rows.pivot_table(index="group", columns="method", values="abs_spearman", sort=False)
+        wide.loc["mean over groups"] = wide.mean()
+        blocks.append(wide.reset_index().assign(qc=qc))
+    frame = pd.concat(blocks, ignore_index=True)
+    return _columns_in_order(frame[["qc", *[c for c in frame.columns if c != "qc"]]])
+
+
+# --- within-cell ranks ----------------------------------------------------------------------------------------------
+
+
+def _run_ranks(context: ReportContext) -> pd.DataFrame:
+    from ._analyses import rank_percentiles
+
+    families: dict[str, Any] = {}
+    groups = set(context.adata.obs[context.groupby].astype(str))
+    markers = {group: genes for group, genes in context.gene_sets.items() if group in groups}
+    if markers:
+        families["markers (gene sets)"] = markers
+    families.update({name: name for name in ("ribosomal", "mitochondrial", "transcription_factors")})
+    return rank_percentiles(
+        context.adata,
+        families,
+        groupby=context.groupby,
+        layers=[context.attribution_layer, context.counts_layer or "X"],
+        n_shuffles=context.n_shuffles,
+        random_state=context.random_state,
+    )
+
+
+def ranks_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean over groups of each family's mean rank percentile, per representation (shuffled baseline beside)."""
+    part = table.assign(reads=_label(table["reads"], table["kind"]))
+    wide = part.pivot_table(index="family", columns="reads", values="mean_percentile", sort=False)
+    return _columns_in_order(wide).reset_index()
+
+
+# --- cell cycle -----------------------------------------------------------------------------------------------------
+
+
+def _run_cell_cycle(context: ReportContext) -> pd.DataFrame:
+    from ._analyses import cell_cycle_contrast
+
+    return cell_cycle_contrast(
+        context.adata,
+        phase_key=str(context.phase_key),
+        layer=context.attribution_layer,
+        methods=("attribution", "mean"),
+        n_shuffles=context.n_shuffles,
+        random_state=context.random_state,
+    )
+
+
+def cell_cycle_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """log2 fold change of each phase's score per method (shuffled baseline beside)."""
+    part = table.assign(method=_label(table["method"], table["kind"]))
+    wide = part.pivot_table(index="phase", columns="method", values="log2fc", sort=False)
+    return _columns_in_order(wide).reset_index()
+
+
+def _skip_cell_cycle(context: ReportContext) -> str | None:
+    if context.phase_key is None:
+        return "no cell-cycle phase labels (pass phase_key=, or --phase-key, naming the obs column with G2M/S/G1)"
+    return None
 
 
 # --- downsampling ---------------------------------------------------------------------------------------------------
@@ -81,7 +188,7 @@ def downsampling_summary(table: pd.DataFrame, fractions: Sequence[float] | None 
     if fractions is None:
         fractions = [f for f in (0.5, 0.9) if f in present] or [f for f in present if f > 0][-1:] or present
     part = table[table["fraction"].isin(list(fractions))].copy()
-    part["reads"] = np.where(part["kind"] == "shuffled", part["reads"] + " (shuffled genes)", part["reads"])
+    part["reads"] = _label(part["reads"], part["kind"])
     wide = part.groupby(["reads", "fraction"], sort=False)[["spearman", "top_overlap"]].mean().unstack("fraction")
     wide.columns = [f"{stat} @ {fraction:g}" for stat, fraction in wide.columns]
     ordered = sorted(wide.columns, key=lambda c: (float(c.split("@")[1]), c))
@@ -89,13 +196,44 @@ def downsampling_summary(table: pd.DataFrame, fractions: Sequence[float] | None 
 
 
 def _plot_downsampling(table: pd.DataFrame) -> Any:
+    return _plot("downsampling_stability", table)
+
+
+def _plot(name: str, table: pd.DataFrame) -> Any:
+    """The figure of ``ss.pl.<name>`` for the table."""
     from .. import pl
 
-    return pl.downsampling_stability(table, show=False, return_fig=True)
+    return getattr(pl, name)(table, show=False, return_fig=True)
 
 
 #: the report's sections, in the order they are written; ``analyses=`` picks among their names
 ANALYSES: dict[str, Analysis] = {
+    "qc_correlation": Analysis(
+        name="qc_correlation",
+        title="QC correlation: do scores follow sequencing depth?",
+        description=(
+            "Per cell type with a marker set, |Spearman| over its cells between the set score and each QC metric "
+            "(from the raw counts, scanpy's `calculate_qc_metrics` names). `attribution` is the mean attribution of "
+            "the set's genes, `mean` their mean log-normalised expression; the shuffled columns average random "
+            "relabellings of the genes. Lower is better: the score follows biology rather than depth."
+        ),
+        run=_run_qc,
+        summarise=qc_summary,
+        plot=lambda table: _plot("qc_correlation", table),
+    ),
+    "rank_percentiles": Analysis(
+        name="rank_percentiles",
+        title="Within-cell ranks of gene families",
+        description=(
+            "In each cell the non-zero values are ranked 0–100; per cell type, each gene's mean percentile over the "
+            "cells where it is detected, averaged over a family's genes, then over cell types. Markers (the marker "
+            "sets given) and transcription factors should rank high, ribosomal and mitochondrial genes low. "
+            "`expression` ranks the counts (ranks are the same after log-normalisation)."
+        ),
+        run=_run_ranks,
+        summarise=ranks_summary,
+        plot=lambda table: _plot("rank_percentiles", table),
+    ),
     "downsampling": Analysis(
         name="downsampling",
         title="Downsampling: gene-ranking stability under thinned counts",
@@ -108,6 +246,19 @@ ANALYSES: dict[str, Analysis] = {
         run=_run_downsampling,
         summarise=downsampling_summary,
         plot=_plot_downsampling,
+    ),
+    "cell_cycle": Analysis(
+        name="cell_cycle",
+        title="Cell cycle: G2/M and S scores in annotated phases",
+        description=(
+            "log2 fold change of the Tirosh G2/M (S) score — the mean value of its genes — in cells annotated G2M "
+            "(S) against all other cells; attribution and mean log-normalised expression, and the shuffled-gene "
+            "baseline. Larger is better."
+        ),
+        run=_run_cell_cycle,
+        summarise=cell_cycle_summary,
+        plot=lambda table: _plot("cell_cycle_contrast", table),
+        skip=_skip_cell_cycle,
     ),
 }
 
@@ -204,6 +355,8 @@ def robustness_report(
         raise KeyError(
             f"groupby={groupby!r} is not an obs column; available: {', '.join(map(str, adata.obs.columns))}."
         )
+    if phase_key is not None and phase_key not in adata.obs:
+        raise KeyError(f"phase_key={phase_key!r} is not an obs column; pass the column with the cell-cycle phases.")
     sets = read_gene_sets(gene_sets, name="gene_sets")
     timings: dict[str, float] = {}
     if attribution_layer is None:
@@ -239,8 +392,15 @@ def robustness_report(
         f"({model.n_genes} genes), `{method}` attributions in layer `{attribution_layer}`; shuffled baselines over "
         f"{n_shuffles} gene-label relabellings; random_state {random_state}."
     )
+    skipped = {name: ANALYSES[name].skip(context) for name in chosen}
+    asked = [name for name in chosen if skipped[name] is not None and analyses is not None]
+    if asked:
+        raise ValueError(f"analysis {asked[0]!r} cannot run: {skipped[asked[0]]}.")
     for name in chosen:
         analysis = ANALYSES[name]
+        if skipped[name] is not None:
+            report.heading(analysis.title).text(f"Not run: {skipped[name]}.")
+            continue
         logger.info("robustness report: %s", name)
         start = time.perf_counter()
         table = analysis.run(context)
