@@ -16,6 +16,11 @@ MODULES = [
     "sigscan.models._sctab",
     "sigscan.models._torch",
     "sigscan.pp._attributions",
+    "sigscan.tl._analyses._cell_cycle",
+    "sigscan.tl._analyses._factors",
+    "sigscan.tl._analyses._qc",
+    "sigscan.tl._analyses._ranks",
+    "sigscan.pl._analyses",
 ]
 
 

@@ -1,6 +1,15 @@
 """Plotting."""
 
+from ._analyses import cell_cycle_contrast, factor_specificity, qc_correlation, rank_percentiles
 from ._compare import compare_scorers, score_distributions
 from ._hits import sample_hits
 
-__all__ = ["compare_scorers", "sample_hits", "score_distributions"]
+__all__ = [
+    "cell_cycle_contrast",
+    "compare_scorers",
+    "factor_specificity",
+    "qc_correlation",
+    "rank_percentiles",
+    "sample_hits",
+    "score_distributions",
+]
