@@ -20,6 +20,11 @@ MODULES = [
     "sigscan.pp._downsample",
     "sigscan.tl._downsampling",
     "sigscan.tl._robustness_report",
+    "sigscan.tl._analyses._cell_cycle",
+    "sigscan.tl._analyses._factors",
+    "sigscan.tl._analyses._qc",
+    "sigscan.tl._analyses._ranks",
+    "sigscan.pl._analyses",
 ]
 
 

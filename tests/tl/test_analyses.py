@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -13,6 +14,21 @@ from scipy import sparse, stats
 
 import sigscan as ss
 from sigscan.tl._analyses import _common, _ranks
+
+#: the project's shared real data: ``../shared/data`` from the repository root (or above it, for worktrees)
+SHARED_DATA = next(
+    (p / "shared" / "data" for p in Path(__file__).resolve().parents[2:] if (p / "shared" / "data").is_dir()), None
+)
+
+
+def _shared(name: str) -> ad.AnnData:
+    path = SHARED_DATA / name if SHARED_DATA is not None else None
+    if path is None or not path.exists():
+        pytest.skip(f"{name} not found in ../shared/data")
+    adata = ad.read_h5ad(path)
+    adata.X = adata.X.astype(np.float32)
+    return adata
+
 
 SETS = {
     "B cells": ["CD79A", "CD79B", "MS4A1", "CD19", "BANK1"],
@@ -409,3 +425,33 @@ def test_factor_specificity_errors():
         ss.tl.factor_specificity(adata, "target", batch_key="study", grid={"seeds": [1]})
     with pytest.raises(KeyError, match="highly_variable_genes"):
         ss.tl.factor_specificity(adata, "target", batch_key="study", grid={"genes": ["highly_variable"]})
+
+
+# --- other real datasets in ../shared/data (skipped when absent) ----------------------------------------------------------
+
+
+def test_cell_cycle_contrast_fucci_imaging_labels():
+    """Hsiao 2020 iPSCs: cells with high Geminin-GFP and low Cdt1-mCherry (S/G2/M by imaging) score higher on G2/M."""
+    adata = _shared("hsiao2020_ipsc_fucci_101genes.h5ad")
+    gfp, rfp = adata.obs["gfp.median.log10sum.adjust"], adata.obs["rfp.median.log10sum.adjust"]
+    adata.obs["fucci"] = np.where((gfp > gfp.quantile(2 / 3)) & (rfp < rfp.quantile(1 / 3)), "G2M", "other")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = ss.tl.cell_cycle_contrast(adata, phase_key="fucci", methods=["mean"], s_label=None, n_shuffles=10)
+    observed = table.loc[table["kind"] == "gene_set", "log2fc"].item()
+    baseline = table.loc[table["kind"] == "shuffled", "log2fc"].item()
+    assert observed > 0.05 and observed > baseline
+
+
+def test_factor_specificity_cellbench_across_platforms():
+    """CellBench: each genotype-called cell line has its own factor in CEL-seq2 and Drop-seq, within and across."""
+    adata = _shared("tian2019_cellbench_3cl.h5ad")
+    keep = (adata.obs["demuxlet_cls"] == "SNG").to_numpy()
+    both = (adata.var["in_celseq2_csv"] & adata.var["in_dropseq_csv"]).to_numpy()
+    adata = adata[keep, both]
+    detected = np.asarray((adata.X > 0).sum(axis=0)).ravel()
+    adata = adata[:, np.argsort(-detected)[:300]].copy()
+    table = ss.tl.factor_specificity(
+        adata, "H2228", batch_key="platform", groupby="cell_line_demuxlet", n_factors=4, reads=["expression"]
+    )
+    assert table["passes"].item() and table["n_comparisons"].item() == 4
