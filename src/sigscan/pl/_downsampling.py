@@ -5,30 +5,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import pandas as pd
-
 from .._docs import doc_params, doc_show_save_ax
+from ._analyses import _table
 from ._utils import finish, new_axes
 
 _COLOURS = {"attribution": "#d62728", "expression": "#1f77b4"}
 _PANELS = {"spearman": "Spearman vs fraction 0", "top_overlap": "top-n overlap vs fraction 0"}
-
-
-def result_table(data: Any, key: str, columns: list[str], producer: str) -> pd.DataFrame:
-    """The table of an analysis: ``data`` itself (a DataFrame) or ``data.uns["sigscan"][key]`` (an AnnData)."""
-    if isinstance(data, pd.DataFrame):
-        table = data
-    else:
-        store = getattr(data, "uns", {}).get("sigscan", {})
-        if key not in store:
-            raise KeyError(f'adata.uns["sigscan"] has no {key!r}: run {producer} first, or pass its table.')
-        table = store[key]
-        if not isinstance(table, pd.DataFrame):
-            table = pd.DataFrame(table)
-    missing = [c for c in columns if c not in table]
-    if missing:
-        raise KeyError(f"table lacks columns {missing}: pass the result of {producer}.")
-    return table
 
 
 @doc_params(show_save_ax=doc_show_save_ax)
@@ -70,12 +52,8 @@ def downsampling_stability(
     >>> _ = ss.tl.downsampling_stability(adata, model, fractions=(0, 0.5), method="ixg", n_shuffles=2)
     >>> axes = ss.pl.downsampling_stability(adata)
     """
-    table = result_table(
-        data,
-        key,
-        ["group", "fraction", "reads", "kind", "spearman", "top_overlap"],
-        "ss.tl.downsampling_stability",
-    )
+    columns = ["group", "fraction", "reads", "kind", "spearman", "top_overlap"]
+    table = _table(data, key, columns, "downsampling_stability")
     if groups is not None:
         table = table[table["group"].isin([str(g) for g in groups])]
         if table.empty:
