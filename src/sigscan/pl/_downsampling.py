@@ -58,7 +58,7 @@ def downsampling_stability(
         table = table[table["group"].isin([str(g) for g in groups])]
         if table.empty:
             raise ValueError(f"none of groups {groups} is in the table; pass groups it holds or groups=None.")
-    figure, axes = new_axes(ax, 2, figsize or (9.0, 3.6))
+    figure, axes = new_axes(ax, 2, figsize or (10.5, 3.6))
     n_top = int(table["n_top"].iloc[0]) if "n_top" in table and len(table) else None
     for ax_, (column, title) in zip(axes, _PANELS.items(), strict=True):
         for (reads, kind), part in table.groupby(["reads", "kind"], sort=True):
@@ -75,5 +75,5 @@ def downsampling_stability(
         ax_.set_ylim(min(-0.05, float(table[column].min()) - 0.05), 1.05)
         ax_.grid(alpha=0.3)
     axes[0].set_ylabel("value (mean over groups)")
-    axes[-1].legend(frameon=False, fontsize=8, loc="lower left")
+    axes[-1].legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return finish(figure, axes, show=show, save=save, return_fig=return_fig)

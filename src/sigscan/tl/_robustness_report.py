@@ -411,6 +411,6 @@ def robustness_report(
         report.figure(figure, f"{name}.png", analysis.title).text(f"Full table: `{name}.csv`.")
         plt.close(figure)
     report.heading("Wall time (seconds)").table(
-        pd.DataFrame({"step": list(timings), "seconds": [round(t, 1) for t in timings.values()]})
+        pd.DataFrame({"step": list(timings), "seconds": [f"{t:.1f}" for t in timings.values()]})
     )
     return report.write(out)
