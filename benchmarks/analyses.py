@@ -1,13 +1,22 @@
 """The SPEC 5.1 robustness analyses (issue 13) on real data: the tables the SIGnature paper reports, with wall times.
 
 For PBMC3k and the Kang 2018 IFN-β subset (bundled), a small scVI model is trained on the data (the demo's cached
-helper; 40 epochs), Integrated Gradients attributions are computed once, and each analysis prints its table for
-attribution, expression and the shuffled-gene baseline, with its wall time:
+helper, 40 epochs), Integrated Gradients attributions are computed once, and each analysis prints its table for
+attribution, expression and the shuffled-gene baseline (mean over 25 relabellings), with its wall time:
 
-- downsampling: Spearman and top-50 overlap of each cell type's gene ranking at 50% and 90% of counts removed.
+- qc_correlation: |Spearman| of each cell type's PanglaoDB marker-set score with total counts (and genes detected,
+  % MT counts), mean attribution vs mean log-normalised expression;
+- rank_percentiles: mean within-cell rank percentile of the marker sets, ribosomal, MT- and transcription-factor
+  genes (attributions vs counts);
+- downsampling: Spearman and top-50 overlap of each cell type's gene ranking at 50% and 90% of counts removed;
+- cell_cycle: G2/M and S log2 fold change. Neither dataset has measured phases: on PBMC3k the phases are
+  ``scanpy.tl.score_genes_cell_cycle`` calls from the same Tirosh genes' expression, so expression is favoured by
+  construction (the table is a plumbing check, not evidence); Kang lacks most cell-cycle genes and is skipped;
+- factor_specificity (Kang only: it needs batches): NMF factors of attributions and of expression, each cell type vs
+  the rest in every within- and cross-sample comparison, pass rate over n_factors (5, 10) × 2 seeds.
 
     python benchmarks/analyses.py                       # both datasets, all analyses
-    python benchmarks/analyses.py --datasets pbmc3k --n-steps 20 --fractions 0 0.5 0.9
+    python benchmarks/analyses.py --datasets pbmc3k --analyses downsampling --fractions 0 0.5 0.9
 
 Wall times depend on the machine and its load; quote them with both.
 """
@@ -19,11 +28,10 @@ import os
 import time
 import warnings
 
-import numpy as np
 import pandas as pd
 
 DATASETS = ("pbmc3k", "kang")
-ANALYSES = ("downsampling",)
+ANALYSES = ("qc_correlation", "rank_percentiles", "downsampling", "cell_cycle", "factor_specificity")
 
 
 def load(name: str):
@@ -45,27 +53,44 @@ def load(name: str):
     else:
         raise ValueError(f"unknown dataset {name!r}; use one of {DATASETS}")
     labels = set(adata.obs["cell_type"].astype(str))
-    markers = {label: panglao[name_] for label, name_ in ss.datasets.pbmc3k_signatures().items() if label in labels}
+    markers = {label: panglao[set_] for label, set_ in ss.datasets.pbmc3k_signatures().items() if label in labels}
     return adata, markers, model
 
 
-def downsampling(adata, markers, model, args) -> pd.DataFrame:
+def add_scanpy_phases(adata) -> None:
+    """``obs["phase"]`` from scanpy's ``score_genes_cell_cycle`` on log-normalised counts (expression-derived)."""
+    import anndata as ad
+    import scanpy as sc
+
     import sigscan as ss
-    from sigscan.tl._robustness_report import downsampling_summary
 
-    table = ss.tl.downsampling_stability(
-        adata,
-        model,
-        fractions=args.fractions,
-        groupby="cell_type",
-        method="ig",
-        n_shuffles=args.n_shuffles,
-        n_steps=args.n_steps,
-    )
-    return downsampling_summary(table)
+    g2m, s = ss.datasets.gene_sets("tirosh_cell_cycle").values()
+    lognorm = sc.pp.log1p(sc.pp.normalize_total(adata, target_sum=1e4, inplace=False)["X"])
+    scored = ad.AnnData(lognorm, obs=adata.obs[[]], var=adata.var[[]])
+    sc.tl.score_genes_cell_cycle(scored, s_genes=s, g2m_genes=g2m, random_state=0)
+    adata.obs["phase"] = scored.obs["phase"].astype(str).to_numpy()
 
 
-RUNNERS = {"downsampling": downsampling}
+def factor_table(adata, layer: str) -> pd.DataFrame:
+    """Pass rate and median minimum t per cell type and representation (Kang: batches are the 4 samples)."""
+    import sigscan as ss
+
+    rows = []
+    grid = {"n_factors": [5, 10], "random_state": [0, 1]}
+    for label in sorted(set(adata.obs["cell_type"].astype(str))):
+        table = ss.tl.factor_specificity(adata, label, batch_key="sample", layer=layer, grid=grid)
+        for reads, part in table.groupby("reads", sort=False):
+            rows.append(
+                {
+                    "cell type": label,
+                    "reads": reads,
+                    "pass rate": float(part["passes"].mean()),
+                    "median min t": float(part["min_t"].median()),
+                    "runs": len(part),
+                    "comparisons": int(part["n_comparisons"].iloc[0]),
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def main() -> None:
@@ -80,28 +105,65 @@ def main() -> None:
     import torch
 
     import sigscan as ss
+    from sigscan.tl._robustness_report import ANALYSES as SECTIONS
+    from sigscan.tl._robustness_report import ReportContext
 
     warnings.simplefilter("ignore")
-    pd.set_option("display.width", 160)
+    pd.set_option("display.width", 200)
     pd.set_option("display.max_columns", 20)
-    print(f"torch threads: {torch.get_num_threads()}; load average: {os.getloadavg()}")
+    print(f"torch threads: {torch.get_num_threads()}; CPUs: {os.cpu_count()}; load average: {os.getloadavg()}")
     for name in args.datasets:
         start = time.perf_counter()
         adata, markers, model = load(name)
         print(
-            f"\n=== {name}: {adata.n_obs} cells × {adata.n_vars} genes; scVI {model.n_genes} genes "
-            f"(model ready in {time.perf_counter() - start:.1f} s)"
+            f"\n=== {name}: {adata.n_obs} cells × {adata.n_vars} genes; scVI on {model.n_genes} genes "
+            f"(model ready in {time.perf_counter() - start:.1f} s)",
+            flush=True,
         )
         start = time.perf_counter()
         ss.pp.attributions(adata, model, method="ig", n_steps=args.n_steps, progress=False)
-        print(f"IG attributions ({args.n_steps} steps): {time.perf_counter() - start:.1f} s")
+        print(f"IG attributions ({args.n_steps} steps): {time.perf_counter() - start:.1f} s", flush=True)
+        layer = f"attr_{model.name}_ig"
+        phase_key = None
+        if name == "pbmc3k" and "cell_cycle" in args.analyses:
+            add_scanpy_phases(adata)
+            phase_key = "phase"
+            print(
+                "phases (scanpy score_genes_cell_cycle, expression-derived):",
+                adata.obs["phase"].value_counts().to_dict(),
+            )
+        context = ReportContext(
+            adata=adata,
+            model=model,
+            gene_sets=markers,
+            groupby="cell_type",
+            attribution_layer=layer,
+            counts_layer=None,
+            method="ig",
+            fractions=tuple(args.fractions),
+            n_shuffles=args.n_shuffles,
+            phase_key=phase_key,
+            random_state=0,
+            attribution_options={"n_steps": args.n_steps},
+        )
         for analysis in args.analyses:
             start = time.perf_counter()
-            table = RUNNERS[analysis](adata, markers, model, args)
+            if analysis == "factor_specificity":
+                if name != "kang":
+                    print(f"\n--- {name} · factor_specificity: skipped (no batches in these data)")
+                    continue
+                table = factor_table(adata, layer)
+            else:
+                section = SECTIONS[analysis]
+                reason = section.skip(context)
+                if reason is not None:
+                    print(f"\n--- {name} · {analysis}: skipped ({reason})")
+                    continue
+                table = section.summarise(section.run(context))
             seconds = time.perf_counter() - start
-            print(f"\n--- {name} · {analysis} ({seconds:.1f} s wall, load average {os.getloadavg()[0]:.1f})")
-            print(table.round(3).to_string(index=False))
-    print(f"\nnumpy {np.__version__}, sigscan {ss.__version__}")
+            load_now = os.getloadavg()[0]
+            print(f"\n--- {name} · {analysis} ({seconds:.1f} s wall, load average {load_now:.1f})", flush=True)
+            print(table.round(3).to_string(index=False), flush=True)
 
 
 if __name__ == "__main__":
