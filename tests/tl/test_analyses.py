@@ -455,3 +455,30 @@ def test_factor_specificity_cellbench_across_platforms():
         adata, "H2228", batch_key="platform", groupby="cell_line_demuxlet", n_factors=4, reads=["expression"]
     )
     assert table["passes"].item() and table["n_comparisons"].item() == 4
+
+
+def test_results_round_trip_through_h5ad(tmp_path):
+    adata = _cycling()
+    adata.obs["cell_type"] = np.where(np.arange(adata.n_obs) % 2 == 0, "type/a", "type b")  # '/' in a group name
+    adata.obs["batch"] = np.where(np.arange(adata.n_obs) % 3 == 0, "b1", "b2")
+    sets = {"type/a": ["G0", "G1", "G2"], "type b": ["G10", "G11"]}
+    ss.tl.qc_correlation(adata, sets, groupby="cell_type", qc=["total_counts"], n_shuffles=2)
+    ss.tl.rank_percentiles(adata, {"program": ["G0", "G1", "G2"]}, groupby="cell_type", n_shuffles=2)
+    ss.tl.cell_cycle_contrast(adata, phase_key="phase", g2m_genes=["G0", "G1"], s_genes=["G10"], n_shuffles=2)
+    ss.tl.factor_specificity(adata, "type/a", batch_key="batch", n_factors=2, reads=["expression"])
+    adata.write_h5ad(tmp_path / "analysed.h5ad")
+    back = ad.read_h5ad(tmp_path / "analysed.h5ad")
+    for key in ("qc_correlation", "rank_percentiles", "rank_percentiles_genes", "cell_cycle", "factor_specificity"):
+        pd.testing.assert_frame_equal(
+            back.uns["sigscan"][key].reset_index(drop=True),
+            adata.uns["sigscan"][key].reset_index(drop=True),
+            check_dtype=False,
+            check_index_type=False,
+        )
+
+
+def test_shuffle_count_must_be_a_non_negative_integer():
+    with pytest.raises(ValueError, match="n_shuffles must be a non-negative integer"):
+        ss.tl.cell_cycle_contrast(_cycling(), phase_key="phase", g2m_genes=["G0"], methods=["mean"], n_shuffles=-1)
+    with pytest.raises(ValueError, match="n_shuffles must be a non-negative integer"):
+        ss.tl.rank_percentiles(_cycling(), {"a": ["G0"]}, groupby="phase", n_shuffles=2.5)

@@ -139,6 +139,7 @@ def cell_cycle_contrast(
             "phase_key= a column that labels G2/M cells, or g2m_label= the value that marks them."
         )
     methods = _common.resolve_methods(adata, methods, layer)
+    perms = _common.permutations(adata.n_vars, n_shuffles, random_state)
     default_g2m, default_s = tirosh_sets()
     wanted = {g2m_label: _phase_set(g2m_genes, "TIROSH2016_G2M_PHASE", default_g2m, "g2m_genes")}
     if s_label is not None:
@@ -149,7 +150,6 @@ def cell_cycle_contrast(
     names = {phase: name for phase, (name, _) in wanted.items()}
     sets = dict(wanted.values())
     columns = match_gene_sets(sets, adata.var_names)
-    perms = _common.permutations(adata.n_vars, n_shuffles, random_state)
     order = list(columns)
     all_sets = [columns[n] for n in order] + [perm[columns[n]] for perm in perms for n in order]
     labels = phases.to_numpy()

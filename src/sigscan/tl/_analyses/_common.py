@@ -11,7 +11,6 @@ import pandas as pd
 from scipy import sparse, stats
 
 from ..._attribution_layer import attribution_layer, has_attributions
-from ..._gene_sets import as_gene_sets
 from ..._logging import logger
 from ..._validation import looks_like_counts
 from .._compare import _score_all, resolve_label_sets
@@ -171,8 +170,3 @@ def group_indicator(groups: pd.Series, order: Sequence[str]) -> sparse.csr_matri
     return sparse.csr_matrix(
         (np.ones(cells.size), (codes[cells], cells)), shape=(len(order), len(groups)), dtype=np.float64
     )
-
-
-def as_gene_collection(spec: Any) -> dict[str, list[str]]:
-    """A mapping of set name → genes, or a GMT path."""
-    return as_gene_sets(spec)

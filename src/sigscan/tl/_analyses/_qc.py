@@ -140,10 +140,10 @@ def qc_correlation(
     ['gene_set', 'shuffled']
     """
     groups = _common.check_groupby(adata, groupby)
+    perms = _common.permutations(adata.n_vars, n_shuffles, random_state)
     label_to_set, columns = _common.group_sets(adata, gene_sets, groups, groupby, gmt)
     methods = _common.resolve_methods(adata, methods, layer)
     metrics = qc_metrics(adata, qc, counts_layer)
-    perms = _common.permutations(adata.n_vars, n_shuffles, random_state)
     names = list(columns)
     all_sets = [columns[n] for n in names] + [perm[columns[n]] for perm in perms for n in names]
     group_values = groups.to_numpy()
@@ -208,6 +208,7 @@ def qc_correlation(
         "expression_layer": expression_layer or "X",
         "n_shuffles": int(n_shuffles),
         "random_state": int(random_state),
-        "group_to_set": dict(label_to_set),
+        "groups": list(label_to_set),
+        "gene_sets": list(label_to_set.values()),
     }
     return _common.store(adata, key_added, table, params)

@@ -6,7 +6,6 @@ import re
 import warnings
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 import numba
@@ -31,7 +30,6 @@ BUILTIN_FAMILIES = ("markers", "ribosomal", "mitochondrial", "transcription_fact
 #: cytosolic ribosomal protein genes: RPL*/RPS* (incl. RPLP0-2, paralogues such as RPL3L, RPS4Y1), not RPS6KA* etc.
 _RIBOSOMAL = re.compile(r"^RP[LS]P?\d+(A|AL|L\d?|LA|X|Y\d?)?$", re.IGNORECASE)
 _MITOCHONDRIAL = re.compile(r"^MT-", re.IGNORECASE)
-_TF_FILE = "lambert2018_human_tfs_v1.01.txt"
 
 COLUMNS = [
     "group",
@@ -88,8 +86,9 @@ def row_percentiles(matrix: sparse.csr_matrix) -> sparse.csr_matrix:
 @lru_cache(maxsize=1)
 def transcription_factors() -> tuple[str, ...]:
     """The 1,639 human transcription factors of Lambert et al. 2018 (*Cell* 172:650), Human TFs list v1.01."""
-    text = (files("sigscan.datasets") / "data" / "genesets" / _TF_FILE).read_text()
-    return tuple(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))
+    from ...datasets import gene_sets
+
+    return tuple(gene_sets("human_tfs")["LAMBERT2018_HUMAN_TFS"])
 
 
 def _builtin(name: str, var_names: pd.Index) -> list[str]:
@@ -279,10 +278,10 @@ def rank_percentiles(
     if not order:
         raise ValueError(f"obs[{groupby!r}] has no values; pass a groupby column that labels the cells.")
     chosen = _layers(adata, layers)
+    perms = _common.permutations(adata.n_vars, n_shuffles, random_state)
     families = resolve_families(
         adata, gene_families, groups, order, n_markers=n_markers, expression_layer=expression_layer
     )
-    perms = _common.permutations(adata.n_vars, n_shuffles, random_state)
     indicator = _common.group_indicator(groups, order)
     n_cells = np.asarray(indicator.sum(axis=1)).ravel().astype(int)
     position = pd.Series(np.arange(adata.n_vars), index=pd.Index(adata.var_names).astype(str))
