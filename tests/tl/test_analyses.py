@@ -239,7 +239,7 @@ def test_rank_percentiles_pbmc_families_and_attributions(with_attributions):
     adata = with_attributions.copy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        table = ss.tl.rank_percentiles(adata, list(_ranks.BUILTIN_FAMILIES), groupby="cell_type", n_markers=10)
+        table = ss.tl.rank_percentiles(adata, list(_ranks.BUILTIN_FAMILIES), groupby="cell_type", n_top=10)
     assert set(table["family"]) == set(_ranks.BUILTIN_FAMILIES)
     assert set(table["reads"]) == {"attribution", "expression"}
     observed = table[table["kind"] == "gene_set"]
