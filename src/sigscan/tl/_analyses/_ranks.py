@@ -278,7 +278,7 @@ def rank_percentiles(
     if not order:
         raise ValueError(f"obs[{groupby!r}] has no values; pass a groupby column that labels the cells.")
     chosen = _layers(adata, layers)
-    perms = _common.permutations(adata.n_vars, n_shuffles, random_state)
+    n_shuffles = _common.check_shuffles(n_shuffles)
     families = resolve_families(adata, gene_families, groups, order, n_top=n_top, expression_layer=expression_layer)
     indicator = _common.group_indicator(groups, order)
     n_cells = np.asarray(indicator.sum(axis=1)).ravel().astype(int)
@@ -293,6 +293,7 @@ def rank_percentiles(
     with timed(f"rank percentiles of {len(families)} famil(ies) in {len(chosen)} matrix(es), {len(order)} groups"):
         for layer, reads in chosen:
             means, detected = gene_mean_percentiles(ScoringData(adata, layer), indicator)
+            perms = _common.permutations(detected.sum(axis=0) > 0, n_shuffles, random_state)
             name = "X" if layer is None else layer
             for family, genes in families.items():
                 for g, group in enumerate(order):
@@ -307,7 +308,7 @@ def rank_percentiles(
                         "reads": reads,
                         "n_genes": int(cols.size),
                         "n_cells": int(n_cells[g]),
-                        "n_shuffles": len(perms),
+                        "n_shuffles": n_shuffles,
                     }
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", RuntimeWarning)
