@@ -397,6 +397,14 @@ def test_factor_specificity_finds_planted_factor(snapshot, assert_unchanged):
     assert not null["passes"].any()
 
 
+def test_factor_specificity_ignores_cells_without_batch():
+    adata = _planted()
+    adata.obs["study"] = adata.obs["study"].astype(object)
+    adata.obs.iloc[:10, adata.obs.columns.get_loc("study")] = None
+    table = ss.tl.factor_specificity(adata, "target", batch_key="study", n_factors=3, reads=["expression"])
+    assert table["n_comparisons"].item() == 4 and table["passes"].item()
+
+
 def test_factor_specificity_best_factor_oracle():
     rng = np.random.default_rng(0)
     usage = rng.normal(size=(60, 3))
