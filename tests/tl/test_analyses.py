@@ -53,6 +53,18 @@ def with_attributions(_pbmc_small, scimilarity_model) -> ad.AnnData:
     return adata
 
 
+def _relabellings(detected: np.ndarray, n: int, seed: int) -> list[np.ndarray]:
+    """Hand-written relabellings: permute the labels of the detected genes, the others keep theirs."""
+    pool = np.flatnonzero(detected)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        perm = np.arange(detected.size)
+        perm[pool] = pool[rng.permutation(pool.size)]
+        out.append(perm)
+    return out
+
+
 def _log_norm(counts: sparse.spmatrix) -> np.ndarray:
     x = np.asarray(sparse.csr_matrix(counts).toarray(), dtype=np.float64)
     totals = x.sum(axis=1, keepdims=True)
@@ -131,8 +143,8 @@ def test_qc_correlation_matches_hand_loop(pbmc_part, snapshot, assert_unchanged)
         "n_genes_by_counts": (counts > 0).sum(axis=1),
         "pct_counts_mt": 100 * counts[:, pbmc_part.var_names.str.startswith("MT-")].sum(axis=1) / counts.sum(axis=1),
     }
-    rng = np.random.default_rng(7)
-    perms = [rng.permutation(pbmc_part.n_vars) for _ in range(4)]
+    perms = _relabellings(counts.any(axis=0), 4, 7)
+    assert not counts.any(axis=0).all()  # undetected genes keep their labels
     labels = pbmc_part.obs["cell_type"].astype(str).to_numpy()
     for group, genes in SETS.items():
         columns = pbmc_part.var_names.get_indexer(genes)
@@ -220,8 +232,7 @@ def test_rank_percentiles_match_brute_force(snapshot, assert_unchanged):
     for i, row in enumerate(x):
         nonzero = np.flatnonzero(row)
         pct[i, nonzero] = stats.rankdata(row[nonzero]) / nonzero.size * 100
-    rng = np.random.default_rng(2)
-    perms = [rng.permutation(30) for _ in range(3)]
+    perms = _relabellings(x.any(axis=0), 3, 2)
     for group, cells in (("a", slice(0, 20)), ("b", slice(20, 40))):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -239,7 +250,7 @@ def test_rank_percentiles_pbmc_families_and_attributions(with_attributions):
     adata = with_attributions.copy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        table = ss.tl.rank_percentiles(adata, list(_ranks.BUILTIN_FAMILIES), groupby="cell_type", n_markers=10)
+        table = ss.tl.rank_percentiles(adata, list(_ranks.BUILTIN_FAMILIES), groupby="cell_type", n_top=10)
     assert set(table["family"]) == set(_ranks.BUILTIN_FAMILIES)
     assert set(table["reads"]) == {"attribution", "expression"}
     observed = table[table["kind"] == "gene_set"]
@@ -303,9 +314,8 @@ def test_cell_cycle_contrast_matches_hand_computation(snapshot, assert_unchanged
 
     matrices = {"attribution": adata.layers["attr_toy"].toarray(), "mean": _log_norm(adata.X)}
     phase = adata.obs["phase"].to_numpy()
-    rng = np.random.default_rng(3)
-    perms = [rng.permutation(adata.n_vars) for _ in range(5)]
     for method, values in matrices.items():
+        perms = _relabellings(values.any(axis=0), 5, 3)
         for label, genes in (("G2M", g2m), ("S", s)):
             columns = adata.var_names.get_indexer(genes)
             inside = phase == label
@@ -387,6 +397,14 @@ def test_factor_specificity_finds_planted_factor(snapshot, assert_unchanged):
     assert not null["passes"].any()
 
 
+def test_factor_specificity_ignores_cells_without_batch():
+    adata = _planted()
+    adata.obs["study"] = adata.obs["study"].astype(object)
+    adata.obs.iloc[:10, adata.obs.columns.get_loc("study")] = None
+    table = ss.tl.factor_specificity(adata, "target", batch_key="study", n_factors=3, reads=["expression"])
+    assert table["n_comparisons"].item() == 4 and table["passes"].item()
+
+
 def test_factor_specificity_best_factor_oracle():
     rng = np.random.default_rng(0)
     usage = rng.normal(size=(60, 3))
@@ -455,3 +473,30 @@ def test_factor_specificity_cellbench_across_platforms():
         adata, "H2228", batch_key="platform", groupby="cell_line_demuxlet", n_factors=4, reads=["expression"]
     )
     assert table["passes"].item() and table["n_comparisons"].item() == 4
+
+
+def test_results_round_trip_through_h5ad(tmp_path):
+    adata = _cycling()
+    adata.obs["cell_type"] = np.where(np.arange(adata.n_obs) % 2 == 0, "type/a", "type b")  # '/' in a group name
+    adata.obs["batch"] = np.where(np.arange(adata.n_obs) % 3 == 0, "b1", "b2")
+    sets = {"type/a": ["G0", "G1", "G2"], "type b": ["G10", "G11"]}
+    ss.tl.qc_correlation(adata, sets, groupby="cell_type", qc=["total_counts"], n_shuffles=2)
+    ss.tl.rank_percentiles(adata, {"program": ["G0", "G1", "G2"]}, groupby="cell_type", n_shuffles=2)
+    ss.tl.cell_cycle_contrast(adata, phase_key="phase", g2m_genes=["G0", "G1"], s_genes=["G10"], n_shuffles=2)
+    ss.tl.factor_specificity(adata, "type/a", batch_key="batch", n_factors=2, reads=["expression"])
+    adata.write_h5ad(tmp_path / "analysed.h5ad")
+    back = ad.read_h5ad(tmp_path / "analysed.h5ad")
+    for key in ("qc_correlation", "rank_percentiles", "rank_percentiles_genes", "cell_cycle", "factor_specificity"):
+        pd.testing.assert_frame_equal(
+            back.uns["sigscan"][key].reset_index(drop=True),
+            adata.uns["sigscan"][key].reset_index(drop=True),
+            check_dtype=False,
+            check_index_type=False,
+        )
+
+
+def test_shuffle_count_must_be_a_non_negative_integer():
+    with pytest.raises(ValueError, match="n_shuffles must be a non-negative integer"):
+        ss.tl.cell_cycle_contrast(_cycling(), phase_key="phase", g2m_genes=["G0"], methods=["mean"], n_shuffles=-1)
+    with pytest.raises(ValueError, match="n_shuffles must be a non-negative integer"):
+        ss.tl.rank_percentiles(_cycling(), {"a": ["G0"]}, groupby="phase", n_shuffles=2.5)

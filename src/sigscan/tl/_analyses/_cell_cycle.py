@@ -139,6 +139,7 @@ def cell_cycle_contrast(
             "phase_key= a column that labels G2/M cells, or g2m_label= the value that marks them."
         )
     methods = _common.resolve_methods(adata, methods, layer)
+    n_shuffles = _common.check_shuffles(n_shuffles)
     default_g2m, default_s = tirosh_sets()
     wanted = {g2m_label: _phase_set(g2m_genes, "TIROSH2016_G2M_PHASE", default_g2m, "g2m_genes")}
     if s_label is not None:
@@ -149,21 +150,25 @@ def cell_cycle_contrast(
     names = {phase: name for phase, (name, _) in wanted.items()}
     sets = dict(wanted.values())
     columns = match_gene_sets(sets, adata.var_names)
-    perms = _common.permutations(adata.n_vars, n_shuffles, random_state)
     order = list(columns)
-    all_sets = [columns[n] for n in order] + [perm[columns[n]] for perm in perms for n in order]
     labels = phases.to_numpy()
 
     rows: list[dict[str, Any]] = []
-    with timed(f"cell-cycle contrast with {len(methods)} method(s), {len(perms)} relabellings"):
+    with timed(f"cell-cycle contrast with {len(methods)} method(s), {n_shuffles} relabellings"):
         for method in methods:
             scores, reads, matrix = _common.score_sets(
-                adata, method, all_sets, layer=layer, expression_layer=expression_layer
+                adata,
+                method,
+                [columns[n] for n in order],
+                n_shuffles=n_shuffles,
+                random_state=random_state,
+                layer=layer,
+                expression_layer=expression_layer,
             )
             for phase in wanted:
                 inside = labels == phase
                 k = order.index(names[phase])
-                picked = [k] + [k + (r + 1) * len(order) for r in range(len(perms))]
+                picked = [k] + [k + (r + 1) * len(order) for r in range(n_shuffles)]
                 mean_in = np.nanmean(scores[inside][:, picked], axis=0)
                 mean_out = (
                     np.nanmean(scores[~inside][:, picked], axis=0) if (~inside).any() else np.full(len(picked), np.nan)
@@ -178,7 +183,7 @@ def cell_cycle_contrast(
                     "n_cells_phase": int(inside.sum()),
                     "n_cells_other": int((~inside).sum()),
                     "n_genes": int(columns[names[phase]].size),
-                    "n_shuffles": len(perms),
+                    "n_shuffles": n_shuffles,
                 }
                 rows.append(
                     {
@@ -190,7 +195,7 @@ def cell_cycle_contrast(
                         "mean_other": mean_out[0],
                     }
                 )
-                if perms:
+                if n_shuffles:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", RuntimeWarning)
                         rows.append(

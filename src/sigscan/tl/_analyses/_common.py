@@ -11,13 +11,12 @@ import pandas as pd
 from scipy import sparse, stats
 
 from ..._attribution_layer import attribution_layer, has_attributions
-from ..._gene_sets import as_gene_sets
 from ..._logging import logger
 from ..._validation import looks_like_counts
 from .._compare import _score_all, resolve_label_sets
 from .._score_genes import match_gene_sets, scoring_data
 from .._scorers import get_scorer
-from .._scorers._data import DEFAULT_BATCH_SIZE
+from .._scorers._data import DEFAULT_BATCH_SIZE, ScoringData
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -28,10 +27,11 @@ OBSERVED = "gene_set"
 
 doc_shuffles = """\
 n_shuffles
-    Number of random relabellings of the genes for the shuffled-gene-label baseline (``0``: no baseline). Relabelling
-    ``r`` is the ``r``-th permutation drawn by ``numpy.random.default_rng(random_state).permutation(n_vars)``: gene
-    set column ``j`` becomes column ``perm[j]`` (the same relabelling for every set); the baseline is the mean over
-    relabellings.
+    Number of random relabellings of the genes for the shuffled-gene-label baseline (``0``: no baseline). The labels
+    are shuffled among the genes that have a non-zero value in the matrix read (the expressed genes; for an attribution
+    layer, the genes the model scores), so each relabelled set is a random set of the same size from those genes.
+    Relabelling ``r`` is the ``r``-th ``numpy.random.default_rng(random_state).permutation`` of that pool; the
+    baseline is the mean over relabellings.
 random_state
     Seed of the relabellings."""
 
@@ -72,12 +72,35 @@ def group_sets(
     return kept, match_gene_sets(used, adata.var_names)
 
 
-def permutations(n_vars: int, n_shuffles: int, random_state: int) -> list[np.ndarray]:
-    """The gene relabellings of the shuffled baseline (see ``doc_shuffles``)."""
-    if not isinstance(n_shuffles, int | np.integer) or n_shuffles < 0:
+def check_shuffles(n_shuffles: Any) -> int:
+    """``n_shuffles`` as an int; anything but a non-negative integer is an error."""
+    if isinstance(n_shuffles, bool) or not isinstance(n_shuffles, int | np.integer) or n_shuffles < 0:
         raise ValueError(f"n_shuffles must be a non-negative integer, not {n_shuffles!r}.")
+    return int(n_shuffles)
+
+
+def permutations(detected: np.ndarray, n_shuffles: int, random_state: int) -> list[np.ndarray]:
+    """The gene relabellings of the shuffled baseline (see ``doc_shuffles``): column ``j`` → ``perm[j]``.
+
+    Genes outside the pool (``detected`` False) keep their label.
+    """
+    detected = np.asarray(detected, dtype=bool)
+    pool = np.flatnonzero(detected)
     rng = np.random.default_rng(random_state)
-    return [rng.permutation(n_vars) for _ in range(int(n_shuffles))]
+    out = []
+    for _ in range(check_shuffles(n_shuffles)):
+        perm = np.arange(detected.size)
+        perm[pool] = pool[rng.permutation(pool.size)]
+        out.append(perm)
+    return out
+
+
+def detected_genes(data: ScoringData) -> np.ndarray:
+    """Genes with a non-zero value in at least one cell of the matrix ``data`` reads (one streamed pass)."""
+    seen = np.zeros(data.shape[1], dtype=bool)
+    for _, _, chunk in data.chunks():
+        seen[chunk.indices] = True
+    return seen
 
 
 def score_sets(
@@ -85,20 +108,25 @@ def score_sets(
     method: str,
     columns: Sequence[np.ndarray],
     *,
+    n_shuffles: int,
+    random_state: int,
     layer: str | None,
     expression_layer: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     options: Mapping[str, Any] | None = None,
 ) -> tuple[np.ndarray, str, str]:
-    """Cells × sets scores from a registered scorer, with what it read: ``(scores, reads, matrix name)``.
+    """Scores of the sets and of their relabellings from a registered scorer: ``(scores, reads, matrix name)``.
 
-    Attribution scorers read the attribution layer ``layer``; expression scorers read ``expression_layer`` (``None``:
-    ``X``), log-normalised on the fly when it holds counts. A set a method cannot score gets NaN.
+    ``scores`` is cells × (sets + n_shuffles · sets): the sets, then relabelling 1 of every set, and so on.
+    Attribution scorers read the attribution layer ``layer``; expression scorers read ``expression_layer``
+    (``None``: ``X``), log-normalised on the fly when it holds counts. A set a method cannot score gets NaN.
     """
     scorer = get_scorer(method)
     where = layer if scorer.reads == "attribution" else expression_layer
     data = scoring_data(adata, scorer, layer=where, normalize="auto", target_sum=1e4, batch_size=batch_size)
-    named = {str(k): np.asarray(c) for k, c in enumerate(columns)}
+    perms = permutations(detected_genes(data), n_shuffles, random_state) if n_shuffles else []
+    every = [np.asarray(c) for c in columns] + [perm[np.asarray(c)] for perm in perms for c in columns]
+    named = {str(k): c for k, c in enumerate(every)}
     scores, failures = _score_all(scorer, data, named, dict(options or {}))
     if failures:
         logger.warning("%s could not score %d set(s); they are NaN", method, len(failures))
@@ -171,8 +199,3 @@ def group_indicator(groups: pd.Series, order: Sequence[str]) -> sparse.csr_matri
     return sparse.csr_matrix(
         (np.ones(cells.size), (codes[cells], cells)), shape=(len(order), len(groups)), dtype=np.float64
     )
-
-
-def as_gene_collection(spec: Any) -> dict[str, list[str]]:
-    """A mapping of set name → genes, or a GMT path."""
-    return as_gene_sets(spec)

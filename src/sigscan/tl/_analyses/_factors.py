@@ -45,7 +45,7 @@ COLUMNS = [
 def comparisons(labels: np.ndarray, batches: np.ndarray, min_cells: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Every (label batch, other batch) pair, within and across batches: ``(name, label cells, other cells)``."""
     out = []
-    for a, b in itertools.product(sorted(set(batches)), repeat=2):
+    for a, b in itertools.product(sorted({x for x in batches if x is not None}), repeat=2):
         inside = labels & (batches == a)
         outside = ~labels & (batches == b)
         if inside.sum() >= min_cells and outside.sum() >= min_cells:
@@ -193,6 +193,7 @@ def factor_specificity(
     """
     groups = _common.check_groupby(adata, groupby)
     batches = _common.check_groupby(adata, batch_key, argument="batch_key")
+    label = str(label)
     if label not in set(groups.dropna()):
         raise ValueError(
             f"label={label!r} is not a value of obs[{groupby!r}] (values: {', '.join(sorted(groups.dropna().unique())[:12])}); "
@@ -204,10 +205,8 @@ def factor_specificity(
         raise ValueError(f"reads must name one or both of {list(READS)}, not {reads}.")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be between 0 and 1, not {alpha}.")
-    keep = batches.notna().to_numpy()
-    is_label = (groups == label).to_numpy() & keep
-    tests = comparisons(is_label, batches.to_numpy().astype(object), min_cells)
-    tests = [(name, inside & keep, outside & keep) for name, inside, outside in tests]
+    is_label = (groups == label).to_numpy()
+    tests = comparisons(is_label, batches.to_numpy(dtype=object), min_cells)
     if not tests:
         raise ValueError(
             f"No comparison has >= {min_cells} {label!r} cells and >= {min_cells} other cells in obs[{batch_key!r}]; "

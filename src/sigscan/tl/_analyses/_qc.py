@@ -140,19 +140,24 @@ def qc_correlation(
     ['gene_set', 'shuffled']
     """
     groups = _common.check_groupby(adata, groupby)
+    n_shuffles = _common.check_shuffles(n_shuffles)
     label_to_set, columns = _common.group_sets(adata, gene_sets, groups, groupby, gmt)
     methods = _common.resolve_methods(adata, methods, layer)
     metrics = qc_metrics(adata, qc, counts_layer)
-    perms = _common.permutations(adata.n_vars, n_shuffles, random_state)
     names = list(columns)
-    all_sets = [columns[n] for n in names] + [perm[columns[n]] for perm in perms for n in names]
     group_values = groups.to_numpy()
 
     rows: list[dict[str, Any]] = []
-    with timed(f"QC correlation of {len(names)} gene set(s) × {len(methods)} method(s), {len(perms)} relabellings"):
+    with timed(f"QC correlation of {len(names)} gene set(s) × {len(methods)} method(s), {n_shuffles} relabellings"):
         for method in methods:
             scores, reads, matrix = _common.score_sets(
-                adata, method, all_sets, layer=layer, expression_layer=expression_layer
+                adata,
+                method,
+                [columns[n] for n in names],
+                n_shuffles=n_shuffles,
+                random_state=random_state,
+                layer=layer,
+                expression_layer=expression_layer,
             )
             for group, set_name in label_to_set.items():
                 cells = group_values == group
@@ -161,7 +166,7 @@ def qc_correlation(
                     logger.warning("group %r has %d cell(s); at least 3 are needed, skipped", group, n_cells)
                     continue
                 k = names.index(set_name)
-                picked = [k] + [k + (r + 1) * len(names) for r in range(len(perms))]
+                picked = [k] + [k + (r + 1) * len(names) for r in range(n_shuffles)]
                 rho = _common.spearman_columns(scores[cells][:, picked], metrics.to_numpy()[cells])
                 base = {
                     "group": group,
@@ -171,7 +176,7 @@ def qc_correlation(
                     "layer": matrix,
                     "n_cells": n_cells,
                     "n_genes": int(columns[set_name].size),
-                    "n_shuffles": len(perms),
+                    "n_shuffles": n_shuffles,
                 }
                 for q, metric in enumerate(metrics.columns):
                     rows.append(
@@ -184,7 +189,7 @@ def qc_correlation(
                             "abs_spearman_sd": np.nan,
                         }
                     )
-                    if perms:
+                    if n_shuffles:
                         shuffled = rho[1:, q]
                         with warnings.catch_warnings():
                             warnings.simplefilter("ignore", RuntimeWarning)
@@ -208,6 +213,7 @@ def qc_correlation(
         "expression_layer": expression_layer or "X",
         "n_shuffles": int(n_shuffles),
         "random_state": int(random_state),
-        "group_to_set": dict(label_to_set),
+        "groups": list(label_to_set),
+        "gene_sets": list(label_to_set.values()),
     }
     return _common.store(adata, key_added, table, params)

@@ -6,7 +6,6 @@ import re
 import warnings
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 import numba
@@ -31,7 +30,6 @@ BUILTIN_FAMILIES = ("markers", "ribosomal", "mitochondrial", "transcription_fact
 #: cytosolic ribosomal protein genes: RPL*/RPS* (incl. RPLP0-2, paralogues such as RPL3L, RPS4Y1), not RPS6KA* etc.
 _RIBOSOMAL = re.compile(r"^RP[LS]P?\d+(A|AL|L\d?|LA|X|Y\d?)?$", re.IGNORECASE)
 _MITOCHONDRIAL = re.compile(r"^MT-", re.IGNORECASE)
-_TF_FILE = "lambert2018_human_tfs_v1.01.txt"
 
 COLUMNS = [
     "group",
@@ -88,8 +86,9 @@ def row_percentiles(matrix: sparse.csr_matrix) -> sparse.csr_matrix:
 @lru_cache(maxsize=1)
 def transcription_factors() -> tuple[str, ...]:
     """The 1,639 human transcription factors of Lambert et al. 2018 (*Cell* 172:650), Human TFs list v1.01."""
-    text = (files("sigscan.datasets") / "data" / "genesets" / _TF_FILE).read_text()
-    return tuple(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))
+    from ...datasets import gene_sets
+
+    return tuple(gene_sets("human_tfs")["LAMBERT2018_HUMAN_TFS"])
 
 
 def _builtin(name: str, var_names: pd.Index) -> list[str]:
@@ -103,9 +102,9 @@ def _builtin(name: str, var_names: pd.Index) -> list[str]:
 
 
 def _markers(
-    adata: AnnData, groups: pd.Series, order: Sequence[str], n_markers: int, expression_layer: str | None
+    adata: AnnData, groups: pd.Series, order: Sequence[str], n_top: int, expression_layer: str | None
 ) -> dict[str, list[str]]:
-    """Top ``n_markers`` genes per group by :func:`scanpy.tl.rank_genes_groups` (t-test) on log-normalised data."""
+    """Top ``n_top`` genes per group by :func:`scanpy.tl.rank_genes_groups` (t-test) on log-normalised data."""
     import anndata as ad
     import scanpy as sc
 
@@ -127,7 +126,7 @@ def _markers(
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sc.tl.rank_genes_groups(light, "group", method="t-test", n_genes=n_markers, use_raw=False)
+        sc.tl.rank_genes_groups(light, "group", method="t-test", n_genes=n_top, use_raw=False)
     names = light.uns["rank_genes_groups"]["names"]
     return {g: [str(x) for x in names[g]] for g in usable}
 
@@ -138,7 +137,7 @@ def resolve_families(
     groups: pd.Series,
     order: Sequence[str],
     *,
-    n_markers: int,
+    n_top: int,
     expression_layer: str | None,
 ) -> dict[str, dict[str, list[str]] | list[str]]:
     """``family → genes`` (one list for all groups) or ``family → {{group → genes}}`` (per-group families)."""
@@ -165,7 +164,7 @@ def resolve_families(
         name = str(name)
         if isinstance(value, str) and value in BUILTIN_FAMILIES:
             if value == "markers":
-                families[name] = _markers(adata, groups, order, n_markers, expression_layer)
+                families[name] = _markers(adata, groups, order, n_top, expression_layer)
             else:
                 families[name] = _builtin(value, adata.var_names)
         elif isinstance(value, Mapping):
@@ -224,7 +223,7 @@ def rank_percentiles(
     *,
     groupby: str,
     layers: Sequence[str | None] | str | None = None,
-    n_markers: int = 25,
+    n_top: int = 25,
     n_shuffles: int = 25,
     random_state: int = 0,
     expression_layer: str | None = None,
@@ -243,7 +242,7 @@ def rank_percentiles(
     {adata}
     gene_families
         Families to report: built-in names, a mapping of family name → genes (or → a built-in name, or → a mapping
-        of group → genes for per-group families), or a GMT path. Built-in: ``"markers"`` (the top ``n_markers``
+        of group → genes for per-group families), or a GMT path. Built-in: ``"markers"`` (the top ``n_top``
         genes of each group by :func:`scanpy.tl.rank_genes_groups`, t-test on log-normalised expression, each group
         scored on its own markers), ``"ribosomal"`` (RPL*/RPS*), ``"mitochondrial"`` (MT-*) and
         ``"transcription_factors"`` (the 1,639 human TFs of Lambert et al. 2018, shipped with sigscan).
@@ -251,7 +250,7 @@ def rank_percentiles(
         ``obs`` column with the groups (e.g. cell type).
     layers
         Matrices to rank: layer names, ``"X"`` for ``adata.X``. Default: every attribution layer and ``X``.
-    n_markers
+    n_top
         Marker genes per group for ``"markers"``.
     {shuffles}
     expression_layer
@@ -279,10 +278,8 @@ def rank_percentiles(
     if not order:
         raise ValueError(f"obs[{groupby!r}] has no values; pass a groupby column that labels the cells.")
     chosen = _layers(adata, layers)
-    families = resolve_families(
-        adata, gene_families, groups, order, n_markers=n_markers, expression_layer=expression_layer
-    )
-    perms = _common.permutations(adata.n_vars, n_shuffles, random_state)
+    n_shuffles = _common.check_shuffles(n_shuffles)
+    families = resolve_families(adata, gene_families, groups, order, n_top=n_top, expression_layer=expression_layer)
     indicator = _common.group_indicator(groups, order)
     n_cells = np.asarray(indicator.sum(axis=1)).ravel().astype(int)
     position = pd.Series(np.arange(adata.n_vars), index=pd.Index(adata.var_names).astype(str))
@@ -296,6 +293,7 @@ def rank_percentiles(
     with timed(f"rank percentiles of {len(families)} famil(ies) in {len(chosen)} matrix(es), {len(order)} groups"):
         for layer, reads in chosen:
             means, detected = gene_mean_percentiles(ScoringData(adata, layer), indicator)
+            perms = _common.permutations(detected.sum(axis=0) > 0, n_shuffles, random_state)
             name = "X" if layer is None else layer
             for family, genes in families.items():
                 for g, group in enumerate(order):
@@ -310,7 +308,7 @@ def rank_percentiles(
                         "reads": reads,
                         "n_genes": int(cols.size),
                         "n_cells": int(n_cells[g]),
-                        "n_shuffles": len(perms),
+                        "n_shuffles": n_shuffles,
                     }
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", RuntimeWarning)
@@ -351,7 +349,7 @@ def rank_percentiles(
         "groupby": groupby,
         "layers": ["X" if layer is None else layer for layer, _ in chosen],
         "families": list(families),
-        "n_markers": int(n_markers),
+        "n_top": int(n_top),
         "n_shuffles": int(n_shuffles),
         "random_state": int(random_state),
     }
