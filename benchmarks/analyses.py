@@ -157,7 +157,7 @@ def main() -> None:
                 section = SECTIONS[analysis]
                 reason = section.skip(context)
                 if reason is not None:
-                    print(f"\n--- {name} · {analysis}: skipped ({reason})")
+                    print(f"\n--- {name} · {analysis}: skipped: {reason}")
                     continue
                 table = section.summarise(section.run(context))
             seconds = time.perf_counter() - start
