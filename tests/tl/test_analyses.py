@@ -500,3 +500,12 @@ def test_shuffle_count_must_be_a_non_negative_integer():
         ss.tl.cell_cycle_contrast(_cycling(), phase_key="phase", g2m_genes=["G0"], methods=["mean"], n_shuffles=-1)
     with pytest.raises(ValueError, match="n_shuffles must be a non-negative integer"):
         ss.tl.rank_percentiles(_cycling(), {"a": ["G0"]}, groupby="phase", n_shuffles=2.5)
+
+
+def test_rank_percentiles_per_group_family():
+    adata = _cycling()
+    table = ss.tl.rank_percentiles(
+        adata, {"own": {"G2M": ["G0", "G1"], "S": ["G10"]}}, groupby="phase", n_shuffles=0, layers=["X"]
+    )
+    assert table.set_index("group")["n_genes"].to_dict() == {"G2M": 2, "S": 1}
+    assert set(table["kind"]) == {"gene_set"}

@@ -15,7 +15,7 @@ from scipy import sparse
 
 from ..._attribution_layer import PREFIX, recorded_attributions
 from ..._docs import doc_adata, doc_params
-from ..._gene_sets import read_gene_sets
+from ..._gene_sets import read_gene_set, read_gene_sets
 from ..._logging import logger, timed
 from ..._validation import looks_like_counts
 from .._scorers._data import ScoringData
@@ -168,11 +168,9 @@ def resolve_families(
             else:
                 families[name] = _builtin(value, adata.var_names)
         elif isinstance(value, Mapping):
-            families[name] = {
-                str(g): list(read_gene_sets(genes, name=str(g)).popitem()[1]) for g, genes in value.items()
-            }
+            families[name] = {str(g): read_gene_set(genes, name=str(g)) for g, genes in value.items()}
         else:
-            families[name] = list(read_gene_sets(value, name=name).popitem()[1])
+            families[name] = read_gene_set(value, name=name)
     empty = [name for name, genes in families.items() if isinstance(genes, list) and not genes]
     for name in empty:
         logger.warning("gene family %r has no genes in the data and is skipped", name)
