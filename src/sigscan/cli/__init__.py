@@ -1,4 +1,4 @@
-"""The ``sigscan`` command line: ``sigscan demo|attributions|score|compare|atlas|concepts …``.
+"""The ``sigscan`` command line: ``sigscan demo|attributions|score|compare|atlas|concepts|analyses …``.
 
 Each sub-command lives in its own module with a ``register(subparsers)`` function. Errors in user input exit
 with status 2 and one line on stderr.
@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 #: modules that register sub-commands, in the order ``--help`` lists them
-_COMMAND_MODULES = ("_demo", "_attributions", "_score", "_atlas", "_concepts")
+_COMMAND_MODULES = ("_demo", "_attributions", "_score", "_atlas", "_concepts", "_analyses")
 
 _USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, TypeError, PermissionError)
 

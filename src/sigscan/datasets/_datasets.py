@@ -14,6 +14,7 @@ _GENE_SETS = {
     "hallmark_v7": "h.all.v7.0.symbols.gmt",
     "tirosh_cell_cycle": "tirosh2016_cell_cycle.gmt",
     "panglaodb_immune": "panglaodb_immune_human.gmt",
+    "human_tfs": "lambert2018_human_tfs_v1.01.txt",
 }
 
 
@@ -63,7 +64,9 @@ def gene_sets(name: str) -> dict[str, list[str]]:
     ----------
     name
         ``"hallmark"`` (MSigDB Hallmark v2025 symbols), ``"hallmark_v7"`` (v7.0, older symbols that suit hg19 data),
-        ``"tirosh_cell_cycle"`` (S and G2/M) or ``"panglaodb_immune"`` (PanglaoDB human immune/blood markers).
+        ``"tirosh_cell_cycle"`` (S and G2/M), ``"panglaodb_immune"`` (PanglaoDB human immune/blood markers) or
+        ``"human_tfs"`` (one set, ``LAMBERT2018_HUMAN_TFS``: the 1,639 human transcription factors of Lambert et al.
+        2018, *Cell* 172:650, Human TFs list v1.01).
 
     Returns
     -------
@@ -78,7 +81,11 @@ def gene_sets(name: str) -> dict[str, list[str]]:
     """
     if name not in _GENE_SETS:
         raise KeyError(f"Unknown gene-set collection {name!r}; available: {', '.join(_GENE_SETS)}.")
-    return read_gmt(_data_path("genesets/" + _GENE_SETS[name]))
+    path = _data_path("genesets/" + _GENE_SETS[name])
+    if path.suffix == ".txt":  # a plain list, one gene per line
+        text = path.read_text()
+        return {"LAMBERT2018_HUMAN_TFS": list(dict.fromkeys(g.strip() for g in text.splitlines() if g.strip()))}
+    return read_gmt(path)
 
 
 #: PBMC3k cell types (``obs["cell_type"]`` of :func:`pbmc3k`) → PanglaoDB immune set names (:func:`gene_sets`
