@@ -39,7 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     if args.verbose:
-        logging.getLogger("sigscan").setLevel(logging.INFO)
+        from .._logging import set_level
+
+        set_level(logging.INFO)
     try:
         return int(args.func(args) or 0)
     except _USER_ERRORS as error:
