@@ -207,7 +207,7 @@ def compare_scorers(
 
     if "logreg" in classifiers and n_splits < 1:
         raise ValueError(
-            f"n_splits={n_splits}: the logreg classifier needs at least 1 shuffle split; pass n_splits >= 1 (the "
+            f"n_splits={n_splits}: the logreg classifier needs at least 1 shuffle split; pass n_splits= of 1 or more (the "
             "paper uses 25), or classifiers=['otsu'] to skip it."
         )
 
@@ -232,6 +232,7 @@ def compare_scorers(
                     normalize=normalize if scorer.reads == "expression" else False,
                     target_sum=target_sum,
                     batch_size=batch_size,
+                    argument="attribution_layer" if scorer.reads == "attribution" else "expression_layer",
                 )
                 start = time.perf_counter()
                 scores, failures = _score_all(scorer, data, columns, options.get(scorer.name, {}))
