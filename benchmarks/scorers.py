@@ -124,9 +124,7 @@ def compare(repeats: int) -> None:
     tables = []
 
     def once() -> None:
-        tables.append(
-            ss.tl.compare_scorers(adata, signatures, "cell_type", gmt=sets, preset="paper", normalize=False)
-        )
+        tables.append(ss.tl.compare_scorers(adata, signatures, "cell_type", gmt=sets, preset="paper", normalize=False))
 
     elapsed = best_of(once, repeats)
     table = tables[-1]

@@ -61,7 +61,7 @@ def test_different_gene_panel_is_not_called_an_identifier_problem(model_and_data
     ensembl = ss.models.SCimilarity.random([f"ENSG{i:011d}" for i in range(300)], hidden_dim=(8,), latent_dim=4)
     symbols_only = adata.copy()
     symbols_only.var = symbols_only.var.iloc[:, :0]  # no var column with Ensembl IDs
-    with pytest.raises(ValueError, match="look like gene symbols. Pass gene_ids="):
+    with pytest.raises(ValueError, match=r"look like gene symbols\. Pass gene_ids="):
         ss.pp.attributions(symbols_only, ensembl, method="ixg", progress=False)
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import warnings
-
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 

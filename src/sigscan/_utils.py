@@ -103,7 +103,7 @@ def _remove_stale_partials(path: Path) -> None:
 
 @contextmanager
 def written_aside(path: str | os.PathLike, *, nbytes: int | None = None) -> Iterator[Path]:
-    """Write a final result aside, then rename it into place: the one way sigscan writes output files.
+    r"""Write a final result aside, then rename it into place: the one way sigscan writes output files.
 
     Yields a unique temporary path next to ``path`` (same folder, so the rename is atomic; same suffix, so writers
     that infer the format from it still work). When the ``with`` block ends without error the temporary file (or

@@ -240,7 +240,6 @@ def load_matching_state(
     return others
 
 
-
 def read_checkpoint(path: str | os.PathLike, **kwargs: Any) -> Any:
     """``torch.load(path, map_location="cpu", **kwargs)``, with a truncated or corrupt file reported by name.
 

@@ -8,7 +8,6 @@ import warnings
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-
 import pandas as pd
 from scipy import sparse
 from tqdm.auto import tqdm

@@ -71,7 +71,7 @@ def logreg_many(
         n_jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     n_jobs = max(1, min(int(n_jobs), len(problems)))
     if n_jobs == 1:
-        for key, (scores, labels) in zip(keys, problems):
+        for key, (scores, labels) in zip(keys, problems, strict=True):
             yield key, _logreg_list(scores, labels, n_splits, test_size, random_state)
         return
     from joblib import Parallel, delayed
@@ -80,7 +80,7 @@ def logreg_many(
     fitted = parallel(
         delayed(_logreg_list)(scores, labels, n_splits, test_size, random_state) for scores, labels in problems
     )
-    yield from zip(keys, fitted)
+    yield from zip(keys, fitted, strict=True)
 
 
 def _logreg_splits(

@@ -240,13 +240,13 @@ def compare_scorers(
                 all_scores.append(scores)
                 all_failures.append(failures)
                 bar.update(1)
-        for scorer, runtime in zip(scorers, runtimes):
+        for scorer, runtime in zip(scorers, runtimes, strict=True):
             logger.info("    %s: %.3f s for %d set(s)", scorer.name, runtime, len(columns))
 
         # 2. classify: Otsu here, the logistic regressions (scorer × label × split) on n_jobs processes
         bar.set_postfix_str("classifying")
         tasks = []
-        for m, scorer in enumerate(scorers):
+        for m in range(len(scorers)):
             for label, set_name in label_to_set.items():
                 score = all_scores[m][evaluated, set_index[set_name]]
                 if set_name in all_failures[m]:
