@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 from pathlib import Path
 
 from .._utils import written_aside
@@ -84,6 +85,8 @@ def run_build(args: argparse.Namespace) -> int:
     for path in args.inputs:
         if not os.path.exists(path):
             raise FileNotFoundError(f"input {path} does not exist")
+    # a local folder this build creates is removed again if no shard could be added (no empty atlas left behind)
+    created = not os.path.exists(args.dir) and "://" not in str(args.dir)
     if Location(args.dir).exists(MANIFEST):
         atlas = Atlas(args.dir)
     elif args.model is not None:
@@ -97,8 +100,13 @@ def run_build(args: argparse.Namespace) -> int:
         raise ValueError(
             f"{args.dir} holds no atlas yet: pass --gene-order FILE (the model's genes, one per line) or --model KIND:DIR"
         )
-    for path, name in tqdm(list(zip(args.inputs, names, strict=True)), desc="adding shards", unit="shard"):
-        atlas.add(path, name=name, layer=args.layer, overwrite=args.overwrite)
+    try:
+        for path, name in tqdm(list(zip(args.inputs, names, strict=True)), desc="adding shards", unit="shard"):
+            atlas.add(path, name=name, layer=args.layer, overwrite=args.overwrite)
+    except BaseException:
+        if created and not Atlas(args.dir).shard_names:
+            shutil.rmtree(args.dir, ignore_errors=True)
+        raise
     print(f"{args.dir}: {len(atlas.shard_names)} shards, {atlas.n_cells} cells")
     return 0
 
