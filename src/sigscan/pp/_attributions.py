@@ -196,7 +196,7 @@ def _check_key_added(adata: AnnData, key_added: str, provenance: dict[str, Any])
     if changed:
         warnings.warn(
             f"key_added={key_added!r} already holds attributions of another run ("
-            + ", ".join(f"{f} {previous[f]!r} → {provenance[f]!r}" for f in changed)
+            + ", ".join(f"{f} {str(previous[f])[:12]!r} → {str(provenance[f])[:12]!r}" for f in changed)
             + "); they are replaced. Pass another key_added= to keep both.",
             UserWarning,
             stacklevel=3,
