@@ -15,10 +15,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ._logging import logger
+from ._report import Report
 from ._utils import anndata_nbytes, cache_dir, written_aside
 from .datasets import pbmc3k_signatures
 
@@ -76,19 +76,19 @@ def run_demo(out: str | Path, *, max_epochs: int = 40, n_splits: int = 10) -> Pa
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
+    report = Report("sigscan demo")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # absent-gene notices of the immune sets
-        pbmc = _pbmc3k_part(out, timings, max_epochs=max_epochs, n_splits=n_splits)
-        kang = _kang_part(out, timings, max_epochs=max_epochs)
-    report = "\n".join([*pbmc, *kang, "## Timings (seconds)", "", *[f"- {k}: {v:.1f}" for k, v in timings.items()], ""])
-    with written_aside(out / "report.md") as tmp:
-        tmp.write_text(report)
+        _pbmc3k_part(report, out, timings, max_epochs=max_epochs, n_splits=n_splits)
+        _kang_part(report, out, timings, max_epochs=max_epochs)
+    report.heading("Timings (seconds)").bullets([f"{k}: {v:.1f}" for k, v in timings.items()])
+    report.write(out)
     with written_aside(out / "summary.json") as tmp:
         tmp.write_text(json.dumps({"timings_s": timings}, indent=1))
     return out / "report.md"
 
 
-def _pbmc3k_part(out: Path, timings: dict[str, float], *, max_epochs: int, n_splits: int) -> list[str]:
+def _pbmc3k_part(report: Report, out: Path, timings: dict[str, float], *, max_epochs: int, n_splits: int) -> None:
     import matplotlib.pyplot as plt
     import scanpy as sc
     import torch
@@ -139,33 +139,26 @@ def _pbmc3k_part(out: Path, timings: dict[str, float], *, max_epochs: int, n_spl
 
     f1 = table.groupby(["classifier", "label", "method"], observed=True)["f1"].mean().unstack("method")
     ranks = _signature_ranks(adata, signatures)
-    return [
-        "# sigscan demo",
-        "",
-        "## PBMC3k: attributions and signature scores",
-        "",
-        f"{adata.n_obs} PBMC3k cells (scanpy tutorial QC), a small scVI model ({model.n_genes} genes, "
-        f"{model.embedding_dim}-dimensional latent space), Integrated Gradients attributions of the summation head "
-        f"(`{key}`, fast path, 1,000 per cell), PanglaoDB immune signatures scored as the mean attribution of their genes.",
-        "",
-        "Does each signature score highest in the cell type it marks?",
-        "",
-        _markdown(ranks),
-        "",
-        "![UMAP coloured by cell type and signature scores](umap_scores.png)",
-        "",
-        "![Signature scores per cell type](violins_scores.png)",
-        "",
-        f"## PBMC3k: scorer comparison (mean F1 over {n_splits} splits; paper preset)",
-        "",
-        "One score per method is the single feature that identifies each cell type (logistic regression on held-out "
-        "cells; Otsu thresholds without training). Table: `compare_scorers.csv`.",
-        "",
-        _markdown(f1.reset_index()),
-        "",
-        "![F1 per scorer and cell type](compare_scorers.png)",
-        "",
-    ]
+    (
+        report.heading("PBMC3k: attributions and signature scores")
+        .text(
+            f"{adata.n_obs} PBMC3k cells (scanpy tutorial QC), a small scVI model ({model.n_genes} genes, "
+            f"{model.embedding_dim}-dimensional latent space), Integrated Gradients attributions of the summation "
+            f"head (`{key}`, fast path, 1,000 per cell), PanglaoDB immune signatures scored as the mean attribution "
+            "of their genes."
+        )
+        .text("Does each signature score highest in the cell type it marks?")
+        .table(ranks)
+        .image(out / "umap_scores.png", "UMAP coloured by cell type and signature scores")
+        .image(out / "violins_scores.png", "Signature scores per cell type")
+        .heading(f"PBMC3k: scorer comparison (mean F1 over {n_splits} splits; paper preset)")
+        .text(
+            "One score per method is the single feature that identifies each cell type (logistic regression on "
+            "held-out cells; Otsu thresholds without training). Table: `compare_scorers.csv`."
+        )
+        .table(f1.reset_index())
+        .image(out / "compare_scorers.png", "F1 per scorer and cell type")
+    )
 
 
 def _signature_ranks(adata: Any, signatures: list[str]) -> pd.DataFrame:
@@ -187,7 +180,7 @@ def _signature_ranks(adata: Any, signatures: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _kang_part(out: Path, timings: dict[str, float], *, max_epochs: int) -> list[str]:
+def _kang_part(report: Report, out: Path, timings: dict[str, float], *, max_epochs: int) -> None:
     import matplotlib.pyplot as plt
 
     from . import datasets, pl, pp, tl
@@ -217,27 +210,13 @@ def _kang_part(out: Path, timings: dict[str, float], *, max_epochs: int) -> list
         per_sample.groupby(["cell_type", "condition"], observed=True)["hit_fraction"].mean().unstack("condition")
     )
     n_genes = len(set(genes) & set(adata.var_names))
-    return [
-        "## Kang 2018 IFN-β: hits per sample",
-        "",
-        f"{adata.n_obs} PBMCs from 2 donors, control or IFN-β stimulated. {IFN_SET} ({n_genes} of its genes are in "
-        "the data) scored by attribution with a small scVI model; hits are the top 10% of cells over all samples; "
-        "below, the fraction of hit cells per sample and cell type (samples with at least 25 cells).",
-        "",
-        _markdown(by_condition.reset_index()),
-        "",
-        "![Fraction of interferon-signature hits per sample](kang_sample_hits.png)",
-        "",
-    ]
-
-
-def _markdown(frame: pd.DataFrame) -> str:
-    """A pipe table (no optional dependency)."""
-
-    def cell(value: Any) -> str:
-        return f"{value:.3f}" if isinstance(value, float | np.floating) else str(value)
-
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
+    (
+        report.heading("Kang 2018 IFN-β: hits per sample")
+        .text(
+            f"{adata.n_obs} PBMCs from 2 donors, control or IFN-β stimulated. {IFN_SET} ({n_genes} of its genes are "
+            "in the data) scored by attribution with a small scVI model; hits are the top 10% of cells over all "
+            "samples; below, the fraction of hit cells per sample and cell type (samples with at least 25 cells)."
+        )
+        .table(by_condition.reset_index())
+        .image(out / "kang_sample_hits.png", "Fraction of interferon-signature hits per sample")
+    )

@@ -20,6 +20,7 @@ def test_demo_writes_report_and_reuses_cached_model(tmp_path, monkeypatch, capsy
     assert "report.md" in capsys.readouterr().out
     files = [
         "report.md",
+        "report.html",
         "summary.json",
         "umap_scores.png",
         "violins_scores.png",
@@ -34,6 +35,10 @@ def test_demo_writes_report_and_reuses_cached_model(tmp_path, monkeypatch, capsy
     report = (out / "report.md").read_text()
     for section in ("scorer comparison", "hits per sample", "PANGLAODB_B_CELLS", "(compare_scorers.png)"):
         assert section in report
+    page = (out / "report.html").read_text()  # one self-contained page: figures inline, nothing fetched
+    assert page.count("data:image/png;base64,") == 4
+    assert "http://" not in page and "https://" not in page
+    assert "PANGLAODB_B_CELLS" in page
 
     comparison = pd.read_csv(out / "compare_scorers.csv")
     assert set(comparison["method"]) == {"attribution", "ans", "jasmine", "ucell", "scanpy", "mean"}
