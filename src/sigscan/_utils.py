@@ -72,7 +72,7 @@ def scale_rows(matrix: sparse.csr_matrix, target_sum: float) -> sparse.csr_matri
 
 
 def anndata_nbytes(adata: Any) -> int:
-    """Rough size of an AnnData written uncompressed (its matrices, ``obs`` and ``var``), for free-space checks."""
+    """Rough size of an AnnData (or MuData) written uncompressed (matrices, ``obs``, ``var``), for free-space checks."""
 
     def size(matrix: Any) -> int:
         if matrix is None:
@@ -81,6 +81,9 @@ def anndata_nbytes(adata: Any) -> int:
             return int(matrix.data.nbytes + matrix.indices.nbytes + matrix.indptr.nbytes)
         return int(getattr(matrix, "nbytes", 0))
 
+    if getattr(adata, "mod", None) is not None:  # MuData: its modalities plus the joint obs/var
+        total = sum(anndata_nbytes(modality) for modality in adata.mod.values())
+        return total + int(adata.obs.memory_usage(deep=True).sum() + adata.var.memory_usage(deep=True).sum())
     total = size(getattr(adata, "X", None)) + sum(size(m) for m in adata.layers.values())
     total += sum(size(m) for m in adata.obsm.values()) + sum(size(m) for m in adata.varm.values())
     total += int(adata.obs.memory_usage(deep=True).sum() + adata.var.memory_usage(deep=True).sum())
