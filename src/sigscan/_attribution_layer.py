@@ -21,11 +21,13 @@ def find_attribution_layer(
     *,
     has_x: bool = False,
     where: str = "adata",
+    argument: str = "layer",
 ) -> str | None:
     """The layer holding attributions: ``layer`` if given, else the single one recorded (or named ``attr_*``).
 
     ``None`` means ``X`` holds them: allowed only with ``has_x`` (an ``out=`` attribution store, whose ``X`` is the
-    attribution matrix and which has no layers). Errors name the fix.
+    attribution matrix and which has no layers). Errors name the fix with the caller's ``argument`` name (e.g.
+    ``attribution_layer`` for ``compare_scorers``; the command line turns it into its flag).
     """
     layers = list(layers)
     if layer is not None:
@@ -38,15 +40,15 @@ def find_attribution_layer(
     present = [k for k in recorded if k in layers] or [k for k in layers if k.startswith(PREFIX)]
     if len(present) > 1:
         raise ValueError(
-            f"{where}: several attribution layers present ({', '.join(present)}); pass layer= to pick one."
+            f"{where}: several attribution layers present ({', '.join(present)}); pass {argument}= to pick one."
         )
     if present:
         return present[0]
     if has_x and recorded:
         return None
     raise KeyError(
-        f"No attribution layer found in {where}: run ss.pp.attributions(adata, model) first, or pass layer= naming "
-        "the attribution layer."
+        f"No attribution layer found in {where}: run ss.pp.attributions(adata, model) first, or pass {argument}= "
+        "naming the attribution layer."
     )
 
 
@@ -57,9 +59,25 @@ def attribution_provenance(recorded: Mapping[str, Any], key: str | None) -> dict
     return dict(recorded.get(key, {}))
 
 
-def attribution_layer(adata: Any, layer: str | None = None) -> str:
-    """The attribution layer of an in-memory AnnData: ``layer``, or the single attribution layer present."""
-    return str(find_attribution_layer(recorded_attributions(adata.uns), list(adata.layers), layer))
+def attribution_layer(adata: Any, layer: str | None = None, *, argument: str = "layer") -> str:
+    """The attribution layer of an in-memory AnnData: ``layer``, or the single attribution layer present.
+
+    A ``layer`` that holds integer counts (not attributions, which are scaled to 1,000 per cell) is an error: its
+    mean would be reported as an attribution score.
+    """
+    key = str(find_attribution_layer(recorded_attributions(adata.uns), list(adata.layers), layer, argument=argument))
+    if key not in recorded_attributions(adata.uns) and not key.startswith(PREFIX):
+        from ._validation import looks_like_counts
+
+        if looks_like_counts(adata.layers[key]):
+            present = [k for k in adata.layers if k in recorded_attributions(adata.uns) or k.startswith(PREFIX)]
+            raise ValueError(
+                f"adata.layers[{key!r}] holds integer counts, not attributions (which ss.pp.attributions writes as "
+                f"attr_<model>_<method>, scaled to 1,000 per cell). Pass {argument}= naming an attribution layer"
+                + (f" (present: {', '.join(present)})" if present else ", after running ss.pp.attributions")
+                + ", or score expression with another method."
+            )
+    return key
 
 
 def has_attributions(adata: Any) -> bool:

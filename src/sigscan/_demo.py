@@ -19,7 +19,7 @@ import pandas as pd
 
 from ._logging import logger, quiet_libraries
 from ._report import Report
-from ._utils import cache_dir
+from ._utils import anndata_nbytes, cache_dir, written_aside
 from .datasets import pbmc3k_signatures
 
 _CACHE_VERSION = "v1"
@@ -83,7 +83,8 @@ def run_demo(out: str | Path, *, max_epochs: int = 40, n_splits: int = 10) -> Pa
         _kang_part(report, out, timings, max_epochs=max_epochs)
     report.heading("Timings (seconds)").bullets([f"{k}: {v:.1f}" for k, v in timings.items()])
     report.write(out)
-    (out / "summary.json").write_text(json.dumps({"timings_s": timings}, indent=1))
+    with written_aside(out / "summary.json") as tmp:
+        tmp.write_text(json.dumps({"timings_s": timings}, indent=1))
     return out / "report.md"
 
 
@@ -118,7 +119,8 @@ def _pbmc3k_part(report: Report, out: Path, timings: dict[str, float], *, max_ep
     fig = sc.pl.umap(
         adata, color=["cell_type", *shown], ncols=2, wspace=0.5, show=False, return_fig=True, frameon=False
     )
-    fig.savefig(out / "umap_scores.png", dpi=110, bbox_inches="tight")
+    with written_aside(out / "umap_scores.png") as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
     pl.score_distributions(adata, shown, "cell_type", show=False, save=out / "violins_scores.png")
     plt.close("all")
@@ -128,10 +130,12 @@ def _pbmc3k_part(report: Report, out: Path, timings: dict[str, float], *, max_ep
         adata, pbmc3k_signatures(), "cell_type", gmt=gene_sets, preset="paper", n_splits=n_splits, attribution_layer=key
     )
     timings["PBMC3k scorer comparison"] = time.perf_counter() - start
-    table.to_csv(out / "compare_scorers.csv", index=False)
+    with written_aside(out / "compare_scorers.csv") as tmp:
+        table.to_csv(tmp, index=False)
     pl.compare_scorers(table, show=False, save=out / "compare_scorers.png")
     plt.close("all")
-    adata.write_h5ad(out / "pbmc3k_attributions.h5ad")
+    with written_aside(out / "pbmc3k_attributions.h5ad", nbytes=anndata_nbytes(adata)) as tmp:
+        adata.write_h5ad(tmp)
 
     f1 = table.groupby(["classifier", "label", "method"], observed=True)["f1"].mean().unstack("method")
     ranks = _signature_ranks(adata, signatures)
@@ -198,7 +202,8 @@ def _kang_part(report: Report, out: Path, timings: dict[str, float], *, max_epoc
         sample_columns=["condition"],
     )
     timings["Kang model, attributions, hits"] = time.perf_counter() - start
-    per_sample.to_csv(out / "kang_sample_hits.csv", index=False)
+    with written_aside(out / "kang_sample_hits.csv") as tmp:
+        per_sample.to_csv(tmp, index=False)
     pl.sample_hits(per_sample, hue="condition", show=False, save=out / "kang_sample_hits.png")
     plt.close("all")
     by_condition = (

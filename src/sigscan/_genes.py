@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -150,6 +151,14 @@ def align_genes(
     used = data_to_model >= 0
     duplicated = pd.Index(data_to_model).duplicated() & used
     data_to_model[duplicated] = -1
+    if duplicated.any():
+        warnings.warn(
+            f"{int(duplicated.sum())} model genes appear more than once in the data's {source} (e.g. "
+            f"{names[np.flatnonzero(duplicated)[0]]!r}): only the first column of each feeds the model, the other "
+            "copies get attribution 0. Sum or drop the duplicated columns first so each gene is one column.",
+            UserWarning,
+            stacklevel=3,
+        )
     alignment = GeneAlignment(data_to_model, len(gene_order), source)
 
     expected = "Ensembl gene IDs (e.g. ENSG00000141510)" if model_type == "ensembl" else "gene symbols (e.g. TP53)"
@@ -159,6 +168,15 @@ def align_genes(
     if alignment.n_overlap < min_overlap:
         found = identifier_type(names)
         other = "gene_ids" if model_type == "ensembl" else "gene_symbols"
+        if found == model_type:
+            missing = [g for g in model_genes[:200] if g not in set(names)][:3]
+            raise ValueError(
+                f"Only {alignment.n_overlap} of the {len(gene_order)} genes of {model_name} were found in the data "
+                f"(minimum {min_overlap}), although both use {expected.split(' (')[0]}: the data measure a different "
+                f"gene panel than the model was trained on (model genes missing from the data's {source}, e.g. "
+                f"{', '.join(missing)}). Use data with the model's genes (the full transcriptome, or the same "
+                "organism and annotation), or lower min_gene_overlap if this is intended."
+            )
         raise ValueError(
             f"Only {alignment.n_overlap} of the {len(gene_order)} genes of {model_name} were found in the data "
             f"(minimum {min_overlap}). The model expects {expected}; the data's {source} look like "

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +69,103 @@ def scale_rows(matrix: sparse.csr_matrix, target_sum: float) -> sparse.csr_matri
     factors = row_factors(matrix, target_sum)
     matrix.data *= np.repeat(factors, np.diff(matrix.indptr)).astype(matrix.data.dtype)
     return matrix
+
+
+def anndata_nbytes(adata: Any) -> int:
+    """Rough size of an AnnData (or MuData) written uncompressed (matrices, ``obs``, ``var``), for free-space checks."""
+
+    def size(matrix: Any) -> int:
+        if matrix is None:
+            return 0
+        if sparse.issparse(matrix):
+            return int(matrix.data.nbytes + matrix.indices.nbytes + matrix.indptr.nbytes)
+        return int(getattr(matrix, "nbytes", 0))
+
+    if getattr(adata, "mod", None) is not None:  # MuData: its modalities plus the joint obs/var
+        total = sum(anndata_nbytes(modality) for modality in adata.mod.values())
+        return total + int(adata.obs.memory_usage(deep=True).sum() + adata.var.memory_usage(deep=True).sum())
+    total = size(getattr(adata, "X", None)) + sum(size(m) for m in adata.layers.values())
+    total += sum(size(m) for m in adata.obsm.values()) + sum(size(m) for m in adata.varm.values())
+    total += int(adata.obs.memory_usage(deep=True).sum() + adata.var.memory_usage(deep=True).sum())
+    return total
+
+
+def _remove_stale_partials(path: Path) -> None:
+    """Remove temporaries of ``path`` left by writers that died (e.g. killed, or a crash inside a C library)."""
+    for stale in path.parent.glob(f".{path.stem}.*.partial{path.suffix}"):
+        pid = stale.name[len(path.stem) + 2 :].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+        except OSError:
+            continue
+
+
+@contextmanager
+def written_aside(path: str | os.PathLike, *, nbytes: int | None = None) -> Iterator[Path]:
+    r"""Write a final result aside, then rename it into place: the one way sigscan writes output files.
+
+    Yields a unique temporary path next to ``path`` (same folder, so the rename is atomic; same suffix, so writers
+    that infer the format from it still work). When the ``with`` block ends without error the temporary file (or
+    folder, e.g. a zarr store) replaces ``path``; on any error it is removed and ``path`` is left as it was, so a full
+    disk or a crash never leaves a truncated result under the final name. I/O errors are re-raised as
+    :class:`OSError` naming ``path`` and the cause. ``nbytes`` (an estimate of the output's size) is checked against
+    the free space first: HDF5 can crash the process on a full disk instead of raising.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "scores.csv"
+    >>> with written_aside(target) as tmp:
+    ...     _ = tmp.write_text("cell,score\\n")
+    >>> target.read_text()
+    'cell,score\\n'
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: the folder {path.parent} does not exist")
+    if path.is_dir() and not path.suffix == ".zarr":
+        raise IsADirectoryError(f"cannot write {path}: it is a folder")
+    _remove_stale_partials(path)
+    if nbytes is not None:
+        free = shutil.disk_usage(path.parent).free
+        if free < nbytes * 1.05 + 2**20:
+            error = OSError(
+                f"cannot write {path}: No space left on device (needs about {nbytes / 2**20:,.0f} MB, "
+                f"{free / 2**20:,.0f} MB free)"
+            )
+            error.errno = 28
+            raise error
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = path.with_name(f".{path.stem}.{token}.partial{path.suffix}")
+    try:
+        yield tmp
+        if not tmp.exists():
+            return
+        if tmp.is_dir() and path.exists():  # folders cannot be replaced in one rename: swap via a second name
+            old = path.with_name(f".{path.name}.{token}.old")
+            os.rename(path, old)
+            os.rename(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException as error:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+        if isinstance(error, OSError) and str(path) not in str(error):
+            wrapped = OSError(f"cannot write {path}: {describe_os_error(error)}")
+            wrapped.errno = error.errno
+            raise wrapped from error
+        raise
+
+
+def describe_os_error(error: OSError) -> str:
+    """The cause of an I/O error in words (``No space left on device``), without Python's ``[Errno 28]`` prefix."""
+    if error.errno is not None and error.strerror:
+        return error.strerror
+    return str(error) or type(error).__name__

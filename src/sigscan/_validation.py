@@ -43,8 +43,13 @@ def check_counts(values: np.ndarray | sparse.spmatrix, *, where: str, require_in
     if require_integers:
         sample = data[:: max(1, data.size // 1_000_000)]
         if not _integer_valued(sample):
+            example = sample[sample != np.round(sample)][0]
+            if sample.max() <= 20:
+                kind = "it looks log-normalised"
+            else:
+                kind = "these look like corrected or scaled counts (e.g. ambient-corrected by SoupX or CellBender)"
             raise ValueError(
-                f"{where} holds non-integer values (e.g. {sample[sample != np.round(sample)][0]:g}): it looks "
-                "log-normalised, but this model needs raw counts. Pass the raw counts via layer= (e.g. "
-                "layer='counts'), or adata.raw.to_adata() if the counts live in .raw."
+                f"{where} holds non-integer values (e.g. {example:g}): {kind}, but this model needs raw integer "
+                "counts. Pass the raw counts via layer= (e.g. layer='counts'), or adata.raw.to_adata() if the counts "
+                "live in .raw; to use corrected counts anyway, round them first (np.rint)."
             )

@@ -67,9 +67,9 @@ def test_cli_errors(tmp_path, capsys, inputs):
     atlas_dir = str(tmp_path / "atlas")
     assert main(["atlas", "build", atlas_dir, inputs[0]]) == 2
     assert "--gene-order" in capsys.readouterr().err
-    assert main(["atlas", "info", str(tmp_path / "nothing")]) == 2
+    assert main(["atlas", "info", str(tmp_path / "nothing")]) == 1  # a missing input: an I/O error
     assert "not an atlas" in capsys.readouterr().err
-    assert main(["atlas", "build", atlas_dir, str(tmp_path / "missing.h5ad"), "--gene-order", inputs[0]]) == 2
+    assert main(["atlas", "build", atlas_dir, str(tmp_path / "missing.h5ad"), "--gene-order", inputs[0]]) == 1
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["atlas", "--help"])
@@ -82,3 +82,13 @@ def test_cli_verify_reports_damage(tmp_path, capsys, model, pbmc):
     chunk.write_bytes(b"\0" * chunk.stat().st_size)
     assert main(["atlas", "verify", str(tmp_path / "atlas")]) == 1
     assert "damaged" in capsys.readouterr().err
+
+
+def test_cli_failed_build_leaves_no_atlas(tmp_path, capsys, model, inputs):
+    genes = tmp_path / "genes.txt"
+    genes.write_text("\n".join(map(str, model.gene_order)) + "\n")
+    atlas_dir = tmp_path / "atlas"
+    argv = ["atlas", "build", str(atlas_dir), inputs[0], "--gene-order", str(genes), "--layer", "attr_not_there"]
+    assert main(argv) == 2
+    assert "attr_not_there" in capsys.readouterr().err
+    assert not atlas_dir.exists()

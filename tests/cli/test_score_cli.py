@@ -67,7 +67,9 @@ def test_score_bad_input_exits_2(files, capsys):
     path, _ = files
     assert main(["score", str(path / "toy.h5ad"), "--genes", "NOT_A_GENE", "--method", "mean"]) == 2
     assert "None of the 1 genes" in capsys.readouterr().err
-    assert main(["score", str(path / "missing.h5ad"), "--genes", "A", "--method", "mean"]) == 2
+    # a missing input is an I/O error: exit 1, one line naming the path (issue 9)
+    assert main(["score", str(path / "missing.h5ad"), "--genes", "A", "--method", "mean"]) == 1
+    assert "missing.h5ad does not exist" in capsys.readouterr().err
 
 
 def test_compare_writes_table_and_figures(files):

@@ -458,7 +458,7 @@ def test_command_line_attributions(model, adata, tmp_path, capsys):
         )
         == 2
     )
-    assert "method='ig'" in capsys.readouterr().err
+    assert "--method ig" in capsys.readouterr().err  # the CLI names its flag (issue 9)
 
 
 def test_ignored_args_are_reported_once(model, adata, tmp_path):

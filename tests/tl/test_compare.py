@@ -140,3 +140,67 @@ def test_normalize_applies_to_expression_scorers_only(toy):
     assert set(table["method"]) == {"attribution", "mean"} and (table["reason"] == "").all()
     params = toy.uns["sigscan"]["compare_scorers_params"]
     assert params["methods"] == ["attribution", "mean"]
+
+
+def test_parallel_fits_equal_sklearn_on_every_split():
+    """The logreg F1 per split is LogisticRegressionCV's (SPEC 2.1), whether the fits run here or on 2 processes."""
+    import warnings
+
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import StratifiedShuffleSplit
+
+    from sigscan.tl import _classify
+
+    rng = np.random.default_rng(3)
+    labels = rng.random(300) < 0.2
+    problems = [(rng.normal(size=300) + shift * labels, labels) for shift in (0.0, 0.5, 3.0)]  # hard to easy
+    options = {"n_splits": 4, "test_size": 0.2, "random_state": 114}
+    serial = dict(_classify.logreg_many(problems, n_jobs=1, keys=[0, 1, 2], **options))
+    parallel = dict(_classify.logreg_many(problems, n_jobs=2, keys=[0, 1, 2], **options))
+    for key, (scores, y) in enumerate(problems):
+        splitter = StratifiedShuffleSplit(n_splits=4, test_size=0.2, random_state=114)
+        expected = []
+        for train, test in splitter.split(scores[:, None], y):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = LogisticRegressionCV(class_weight="balanced", random_state=114).fit(
+                    scores[train, None], y[train]
+                )
+            expected.append(f1_score(y[test], model.predict(scores[test, None]), zero_division=0.0))
+        assert [r.f1 for r in serial[key]] == expected
+        assert [r.f1 for r in parallel[key]] == expected
+
+
+def test_logging_follows_scanpy_verbosity_and_mutes_scanpy(toy):
+    import io
+
+    import scanpy as sc
+
+    from sigscan._logging import logger
+
+    handler = logger.handlers[0]
+    ours, theirs = io.StringIO(), io.StringIO()
+    verbosity, logfile = sc.settings.verbosity, sc.settings.logfile
+    stream = handler.setStream(ours)
+    try:
+        sc.settings.logfile = theirs
+        sc.settings.verbosity = 3
+        sc.tl.score_genes(toy, list(toy.var_names[:10]), ctrl_size=20, score_name="probe")
+        assert "computing score" in theirs.getvalue()  # scanpy logs at this verbosity …
+        theirs.truncate(0)
+        theirs.seek(0)
+        ss.tl.compare_scorers(
+            toy, toy.uns["programs"], "group", methods=["scanpy"], n_splits=2, progress=False, n_jobs=1
+        )
+        assert "computing score" not in theirs.getvalue()  # … but not inside compare_scorers
+        assert "comparing 1 scorers" in ours.getvalue() and "finished" in ours.getvalue()
+        assert sc.settings.verbosity == 3
+        ours.truncate(0)
+        ours.seek(0)
+        sc.settings.verbosity = 1
+        ss.tl.compare_scorers(toy, toy.uns["programs"], "group", methods=["mean"], n_splits=2, progress=False, n_jobs=1)
+        assert "comparing" not in ours.getvalue()
+    finally:
+        handler.setStream(stream)
+        sc.settings.verbosity, sc.settings.logfile = verbosity, logfile

@@ -1,7 +1,8 @@
 """The ``sigscan`` command line: ``sigscan demo|attributions|score|compare|atlas|concepts|analyses …``.
 
 Each sub-command lives in its own module with a ``register(subparsers)`` function. Errors in user input exit
-with status 2 and one line on stderr.
+with status 2 and one line on stderr; I/O errors (a missing, truncated or corrupt input, a full disk, a read-only
+target) with status 1 and one line naming the path and the cause. ``-v`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
 #: modules that register sub-commands, in the order ``--help`` lists them
 _COMMAND_MODULES = ("_demo", "_attributions", "_score", "_atlas", "_concepts", "_analyses")
 
-_USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, TypeError, PermissionError)
+_USER_ERRORS = (ValueError, KeyError, TypeError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +30,19 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").register(subparsers)
+    _set_flags(parser)
     return parser
+
+
+def _set_flags(parser: argparse.ArgumentParser) -> None:
+    """Give every (sub-)command its ``flags`` (Python argument → flag), which error messages are rewritten with."""
+    from ._common import option_flags
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                subparser.set_defaults(flags=option_flags(subparser))
+                _set_flags(subparser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,16 +53,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     if args.verbose:
-        logging.getLogger("sigscan").setLevel(logging.INFO)
+        from .._logging import set_level
+
+        set_level(logging.INFO)
     from .._logging import quiet_libraries
+    from ._common import error_message
 
     try:
         with quiet_libraries():
             return int(args.func(args) or 0)
-    except _USER_ERRORS as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+    except (OSError, *_USER_ERRORS) as error:
+        if args.verbose:
+            traceback.print_exc()
+        message = error_message(error, getattr(args, "flags", {}))
         print(f"sigscan {args.command}: error: {message}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(error, OSError) else 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from .._utils import written_aside
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the sub-command and its actions."""
@@ -139,7 +141,8 @@ def run_score(args: argparse.Namespace) -> int:
     atlas = Atlas(args.dir)
     scores = atlas.score(genes, agg=args.agg, obs_filter=args.filter, columns=args.columns, key=args.key, progress=True)
     scores.index.name = scores.index.name or "cell"
-    scores.to_csv(args.out)
+    with written_aside(args.out) as tmp:
+        scores.to_csv(tmp)
     print(f"wrote {len(scores)} scores to {args.out}")
     return 0
 

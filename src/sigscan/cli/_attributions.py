@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .._utils import anndata_nbytes, written_aside
 from ._common import MODEL_HELP, load_model, read_anndata
 
 
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         out=args.out if to_zarr else None,
     )
     if not to_zarr:
-        data.write(args.out)
+        with written_aside(args.out, nbytes=anndata_nbytes(data)) as tmp:
+            data.write(tmp)
     print(f"wrote {args.out}")
     return 0

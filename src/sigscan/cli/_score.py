@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .._utils import anndata_nbytes, written_aside
 from ._common import read_anndata
 
 
@@ -118,10 +119,12 @@ def run_score(args: argparse.Namespace) -> int:
     if args.out is None:
         adata.obs[added].to_csv(sys.stdout)
     elif args.out.endswith(".csv"):
-        adata.obs[added].to_csv(args.out)
+        with written_aside(args.out) as tmp:
+            adata.obs[added].to_csv(tmp)
         print(f"wrote {args.out} ({', '.join(added)})")
     else:
-        adata.write(args.out)
+        with written_aside(args.out, nbytes=anndata_nbytes(adata)) as tmp:
+            adata.write(tmp)
         print(f"wrote {args.out} ({', '.join(added)})")
     return 0
 
@@ -179,7 +182,8 @@ def run_compare(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "compare_scorers.csv", index=False)
+    with written_aside(out / "compare_scorers.csv") as tmp:
+        table.to_csv(tmp, index=False)
     for kind in ("heatmap", "bar"):
         pl.compare_scorers(table, kind=kind, save=out / f"compare_scorers_{kind}.png")
         plt.close("all")

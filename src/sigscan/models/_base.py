@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -252,3 +253,25 @@ def load_matching_state(
             ", ".join(f"{name}: {n}" for name, n in sorted(modules.items())),
         )
     return others
+
+
+def read_checkpoint(path: str | os.PathLike, **kwargs: Any) -> Any:
+    """``torch.load(path, map_location="cpu", **kwargs)``, with a truncated or corrupt file reported by name.
+
+    torch's own errors (``PytorchStreamReader failed reading zip archive``, ``invalid load key``, ``Invalid
+    argument``) do not say which file; this raises :class:`OSError` naming ``path`` and the cause instead. Errors
+    about what the file holds (``weights_only`` refusals) are left to the caller.
+    """
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", **kwargs)
+    except pickle.UnpicklingError as error:
+        if "weights_only" in str(error) or "Weights only load failed" in str(error):
+            raise
+        raise OSError(f"cannot read {path}: the checkpoint is corrupt ({error}); re-download or re-save it.") from error
+    except (RuntimeError, EOFError, OSError) as error:
+        cause = getattr(error, "strerror", None) or str(error).splitlines()[0] or type(error).__name__
+        raise OSError(
+            f"cannot read {path}: the checkpoint is truncated or corrupt ({cause}); re-download or re-save it."
+        ) from error

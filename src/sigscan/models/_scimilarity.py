@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from scipy import sparse
 from torch import nn
 
-from ._base import AttributionModel, FirstLinear, preprocess_counts
+from ._base import AttributionModel, FirstLinear, preprocess_counts, read_checkpoint
 
 
 class SCimilarityEncoder(nn.Module):
@@ -158,7 +158,7 @@ class SCimilarity(AttributionModel):
             hidden_dim=[shape[0] for _, shape in weights[:-1]],
             residual=residual,
         )
-        checkpoint = torch.load(path / "encoder.ckpt", map_location="cpu", weights_only=False)
+        checkpoint = read_checkpoint(path / "encoder.ckpt", weights_only=False)
         state = checkpoint["state_dict"] if isinstance(checkpoint, dict) and "state_dict" in checkpoint else checkpoint
         encoder.load_state_dict(state, strict=True)
         self._init(encoder, gene_order, min_gene_overlap=min_gene_overlap, name=name)

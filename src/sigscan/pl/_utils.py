@@ -25,7 +25,10 @@ def finish(
 ) -> Any:
     """Save the figure if asked, show it if asked; return the figure (``return_fig``) or the axes unless shown."""
     if save is not None:
-        figure.savefig(save, dpi=150, bbox_inches="tight")
+        from .._utils import written_aside
+
+        with written_aside(save) as tmp:
+            figure.savefig(tmp, dpi=150, bbox_inches="tight")
     if show:
         plt.show()
         return None

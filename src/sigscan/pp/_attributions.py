@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import pandas as pd
 from scipy import sparse
 from tqdm.auto import tqdm
@@ -17,7 +19,6 @@ from ._engine import AttributionSettings, counts_matrix
 from ._store import open_output
 
 if TYPE_CHECKING:
-    import numpy as np
     from anndata import AnnData
     from mudata import MuData
 
@@ -131,6 +132,7 @@ def attributions(
         gene_ids=gene_ids,
     )
     key_added = key_added or settings.key
+    _check_key_added(adata, key_added, settings.provenance())
     counts = counts_matrix(adata, layer)
     # backed files and lazy (dask) matrices are validated batch by batch, never loaded whole
     in_memory = not getattr(adata, "isbacked", False) and not hasattr(counts, "compute")
@@ -157,13 +159,22 @@ def attributions(
             desc=f"attributions ({method})",
         ) as bar,
     ):
+        n_empty = 0
         for lo, hi, batch in iter_row_batches(counts, settings.batch_size, start=output.n_done):
             if not in_memory:
                 settings.check_counts(batch, where=f"{settings.where} rows {lo}-{hi}")
             attr = settings.attribute(compute, settings.model_input(batch))
+            n_empty += int(np.count_nonzero(np.diff(attr.indptr) == 0))
             output.append(attr.sorted_indices() if as_modality else settings.alignment.to_data(attr))
             bar.update(hi - lo)
 
+    if n_empty:
+        warnings.warn(
+            f"{n_empty} cells of {settings.where} have no counts in the model's genes: their attributions are all 0 "
+            "(their rows sum to 0, not target_sum). Filter them first, e.g. sc.pp.filter_cells(adata, min_counts=1).",
+            UserWarning,
+            stacklevel=2,
+        )
     in_model = settings.alignment.in_model
     var = _model_var(model) if as_modality else adata.var.copy()
     if not as_modality:
@@ -173,6 +184,23 @@ def attributions(
         logger.warning("attributions written to %s (read them with anndata.read_zarr); the layer is not loaded", out)
     _write_results(container, adata, model, matrix, key_added, in_model, provenance, as_modality)
     return container if copy else None
+
+
+def _check_key_added(adata: AnnData, key_added: str, provenance: dict[str, Any]) -> None:
+    """Warn when ``key_added`` already holds attributions of another model (they are about to be replaced)."""
+    previous = adata.uns.get("sigscan", {}).get("attributions", {}).get(key_added)
+    if not previous:
+        return
+    fields = ("model", "weights_sha256", "method")
+    changed = [f for f in fields if f in previous and f in provenance and previous[f] != provenance[f]]
+    if changed:
+        warnings.warn(
+            f"key_added={key_added!r} already holds attributions of another run ("
+            + ", ".join(f"{f} {str(previous[f])[:12]!r} → {str(provenance[f])[:12]!r}" for f in changed)
+            + "); they are replaced. Pass another key_added= to keep both.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _resolve_modality(data: Any, mod: str | None, copy: bool) -> tuple[Any, AnnData]:

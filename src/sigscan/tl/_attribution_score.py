@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -77,5 +78,16 @@ def attribution_score(
     adata = adata.copy() if copy else adata
     key = attribution_layer(adata, layer)
     columns, w = match_weighted_genes(genes, adata.var_names, weights)
+    in_model = adata.var.get(f"{key}_in_model")
+    if in_model is not None:
+        outside = columns[~in_model.to_numpy(dtype=bool)[columns]]
+        if outside.size:
+            warnings.warn(
+                f"{outside.size} of {columns.size} genes of the set are in the data but not in the model's gene space "
+                f"(e.g. {adata.var_names[outside[0]]!r}): their attribution is 0 in every cell, which lowers the "
+                f"mean. Drop them from the set to score only what the model saw (adata.var[{key + '_in_model'!r}]).",
+                UserWarning,
+                stacklevel=2,
+            )
     adata.obs[key_added] = gene_set_mean(adata.layers[key], columns, agg=agg, weights=w).astype(np.float32)
     return adata if copy else None

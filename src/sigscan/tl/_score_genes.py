@@ -77,12 +77,16 @@ def scoring_data(
     normalize: bool | Literal["auto"],
     target_sum: float,
     batch_size: int,
+    argument: str = "layer",
 ) -> ScoringData:
-    """The matrix a scorer reads: the attribution layer, or (log-normalised) expression."""
+    """The matrix a scorer reads: the attribution layer, or (log-normalised) expression.
+
+    ``argument``: the caller's name for ``layer``, which errors name.
+    """
     if scorer.reads == "attribution":
         if normalize is True:
             raise ValueError("normalize=True does not apply to method='attribution' (attributions are not counts).")
-        return ScoringData(adata, attribution_layer(adata, layer), batch_size=batch_size)
+        return ScoringData(adata, attribution_layer(adata, layer, argument=argument), batch_size=batch_size)
     data = ScoringData(adata, layer, target_sum=target_sum, batch_size=batch_size)
     data.normalize = resolve_normalize(normalize, data.matrix, data.where)
     return data
