@@ -500,6 +500,125 @@ class Atlas:
             raise ValueError(f"Unknown backend {backend!r}; use 'threads', 'dask' or a dask.distributed.Client.")
         return [scores for scores, _ in results], _concat([frame for _, frame in results])
 
+    # --- building from counts ---------------------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        path: str | os.PathLike,
+        sources: Any,
+        model: AttributionModel | str,
+        *,
+        method: str = "ig",
+        client: Any = None,
+        block_size: int | None = None,
+        obs_columns: Sequence[str] | None = None,
+        progress: bool = True,
+        layer: str | None = None,
+        n_steps: int = 50,
+        batch_size: int | None = None,
+        head: str = "auto",
+        target_sum: float = 1000,
+        device: str = "auto",
+        engine: str = "auto",
+        gene_symbols: str | None = None,
+        gene_ids: str | None = None,
+        measurement: str = "RNA",
+        X_name: str = "raw",
+        obs_value_filter: str | None = None,
+        var_value_filter: str | None = None,
+        retries: int = 1,
+        storage_options: dict[str, Any] | None = None,
+    ) -> Atlas:
+        """Compute the attributions of many datasets and write them straight into the shards of an atlas.
+
+        One task per block of rows of one source; with a ``dask.distributed.Client`` the tasks run on its workers
+        (each loads the model once), otherwise in this process. Finished blocks are kept under
+        ``<path>/.build/`` until their source's shard is committed, so a killed build started again computes only the
+        missing blocks. The shards are identical to :func:`sigscan.pp.attributions` followed by :meth:`add` (one
+        shard per source, named after it).
+
+        Parameters
+        ----------
+        path
+            The atlas folder; created for ``model`` when it holds no atlas yet. Workers write blocks there, so on a
+            cluster it must be a path (or URL) every worker can reach.
+        sources
+            Raw counts: ``.h5ad`` files or AnnData zarr stores, a folder of them, or a mapping ``{name: source}``
+            whose values may also be AnnData objects and TileDB-SOMA experiments (URI or open ``Experiment``).
+            Shards are named by the mapping's keys or the file names.
+        model
+            A :mod:`sigscan.models` wrapper, or ``"KIND:DIR"`` (e.g. ``"scimilarity:./model"``) for workers to load it
+            from a folder they can reach (cheaper than sending the weights).
+        method, n_steps, head, target_sum, device, engine, gene_symbols, gene_ids
+            As in :func:`sigscan.pp.attributions`.
+        client
+            A ``dask.distributed.Client``; ``None`` computes the blocks in this process.
+        block_size
+            Rows per task: a multiple of the attribution batch size (default 16 batches).
+        obs_columns
+            Cell metadata columns to keep in the shards (default all).
+        progress
+            Show a progress bar over all cells of the build.
+        layer
+            Layer of AnnData and h5ad/zarr sources holding raw counts (``None``: ``X``).
+        batch_size
+            Attribution batch size (default as in :func:`sigscan.pp.attributions`, resolved here and used by every
+            worker).
+        measurement, X_name, obs_value_filter, var_value_filter
+            For SOMA sources: measurement, X layer with raw counts, and value filters selecting cells and genes.
+        retries
+            Times a failed block is retried before it is reported (by source and rows) in a :class:`RuntimeError`;
+            the blocks that finished are kept.
+        storage_options
+            Passed to fsspec for URLs.
+
+        Returns
+        -------
+        The atlas.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> import sigscan as ss
+        >>> adata = ss.datasets.pbmc3k()[:60].copy()
+        >>> model = ss.models.SCimilarity.random(adata.var_names, hidden_dim=(16,), latent_dim=4)
+        >>> atlas = ss.Atlas.build(tempfile.mkdtemp() + "/atlas", {"pbmc": adata}, model, method="ixg", progress=False)
+        >>> atlas.n_cells
+        60
+        """
+        from .._model_spec import load_model
+        from ._build import Options, build
+
+        model_object = load_model(model) if isinstance(model, str) else model
+        location = Location(path, storage_options)
+        if location.exists(MANIFEST):
+            atlas = cls(path, storage_options=storage_options)
+        else:
+            atlas = cls.create(path, model=model_object, storage_options=storage_options)
+        options = Options(method, n_steps, head, engine, device, batch_size, target_sum, gene_symbols, gene_ids)
+        soma_options = {
+            "measurement": measurement,
+            "X_name": X_name,
+            "obs_value_filter": obs_value_filter,
+            "var_value_filter": var_value_filter,
+        }
+        build(
+            atlas,
+            sources,
+            model_object,
+            model_ref=model,
+            options=options,
+            block_size=block_size,
+            client=client,
+            layer=layer,
+            obs_columns=obs_columns,
+            soma_options=soma_options,
+            retries=retries,
+            progress=progress,
+        )
+        return atlas.refresh()
+
     # --- import --------------------------------------------------------------------------------------------------
 
     @classmethod
