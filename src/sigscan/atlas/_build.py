@@ -251,8 +251,12 @@ class Runtime:
             return settings, self._engines[engine_key]
 
     def close(self) -> None:
-        """Leave inference mode (restores the models' previous state)."""
-        self._stack.close()
+        """Leave inference mode (restores the models' previous state) and forget the engines."""
+        with self._lock:
+            self._stack.close()
+            self._stack = contextlib.ExitStack()
+            self._engines.clear()
+            self._settings.clear()
 
 
 _WORKER_RUNTIME = Runtime()
@@ -492,6 +496,9 @@ def _run_distributed(todo, model, options, location, client, retries, bar, failu
         if future.status == "error":
             failures[block.label] = future.exception()
         bar.update(block.hi - block.lo)
+    if os.getpid() in client.run(os.getpid).values():
+        # workers in this process (an in-process cluster) used the caller's model object: restore its state
+        _WORKER_RUNTIME.close()
 
 
 def _already_built(atlas: Atlas, name: str, settings: Any, n_cells: int) -> bool:
