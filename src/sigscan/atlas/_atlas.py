@@ -16,6 +16,7 @@ from .._gene_sets import match_weighted_genes
 from .._logging import logger, timed
 from .._utils import sha256_strings
 from ._input import map_to_gene_order, read_input
+from ._kernels import start_loading
 from ._location import Location, unique_token
 from ._manifest import GENE_ORDER, MANIFEST, Manifest, ShardEntry, read_manifest, write_manifest
 from ._shard import ShardError, ShardReader, compact_obs, shard_checksum, to_csc, write_shard
@@ -410,6 +411,7 @@ class Atlas:
         if absent and entries:
             raise KeyError(f"obs columns {absent} are in no shard of the selection; available: {list(frame.columns)}.")
         frame[key] = np.concatenate(scores) if scores else np.empty(0, np.float32)
+        start_loading()  # the fast kernels for the next queries (see _kernels.py)
         return frame
 
     def matrix(
@@ -469,7 +471,7 @@ class Atlas:
                 task.with_obs = False
                 with ThreadPoolExecutor(max_workers=workers) as pool:
                     pending = pool.map(task, readers)
-                    frame = _concat([task.select(reader.obs()) for reader in readers])
+                    frame = _concat([reader.obs(task.obs_columns) for reader in readers])
                     results = list(
                         tqdm(pending, total=len(readers), disable=not progress, desc="scoring", unit="shard")
                     )
@@ -731,7 +733,7 @@ class _ScoreTask:
         if not self.with_obs:
             return scores, None
         mask = _filter_mask(reader, self.obs_filter)
-        frame = self.select(reader.obs())
+        frame = reader.obs(self.obs_columns) if mask is None else self.select(reader.obs())
         if mask is not None:
             frame, scores = frame[mask], scores[mask]
         return scores, frame
