@@ -7,6 +7,10 @@ size, peak RSS, and the time to read the selected columns' raw bytes (the floor)
 first ``--ref-cells`` cells, which are exactly the atlas's first shards, in a child process (for its own peak RSS).
 
     flock /tmp/sigscan-bench.lock python benchmarks/atlas.py --cells 1000000 --shards 20
+    python benchmarks/atlas.py --scale --first-query 20000,100000,1000000 --scale-cells 5000000 --gen-cells 2700
+
+``--scale`` runs benchmarks/_atlas_scale.py instead (first vs warm query in fresh processes, a large atlas with cold and
+warm queries and a projection to 22M/100M cells, generation with a local Dask cluster).
 """
 
 from __future__ import annotations
@@ -158,7 +162,17 @@ def main() -> None:
     parser.add_argument("--npz", help=argparse.SUPPRESS)
     parser.add_argument("--genes-file", help=argparse.SUPPRESS)
     parser.add_argument("--set-file", help=argparse.SUPPRESS)
+    parser.add_argument("--scale", action="store_true", help="run the scale figures (_atlas_scale.py)")
+    parser.add_argument("--first-query", default="20000,100000", help="--scale: sizes for first vs warm query")
+    parser.add_argument("--scale-cells", type=int, default=0, help="--scale: cells of the large atlas (0: skip)")
+    parser.add_argument("--gen-cells", type=int, default=0, help="--scale: PBMC3k cells for generation (0: skip)")
+    parser.add_argument("--gen-method", default="ixg", choices=("ig", "dl", "ixg"))
     args = parser.parse_args()
+    if args.scale:
+        from _atlas_scale import main as scale_main
+
+        scale_main(args)
+        return
     if args.part == "reference":
         run_reference(args)
         return

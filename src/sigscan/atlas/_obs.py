@@ -89,7 +89,9 @@ def read_obs(path: str, columns: list[str] | None = None) -> pd.DataFrame | None
     wanted = order if columns is None else [c for c in columns if c in order]
     try:
         index_key = attrs["_index"]
-        index = pd.Index(_read_array(os.path.join(folder, index_key)), name=None if index_key == "_index" else index_key)
+        index = pd.Index(
+            _read_array(os.path.join(folder, index_key)), name=None if index_key == "_index" else index_key
+        )
         data = {name: _read_column(os.path.join(folder, name)) for name in wanted}
     except (_Unsupported, KeyError, ValueError, TypeError):
         return None
