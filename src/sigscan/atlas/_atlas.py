@@ -16,7 +16,7 @@ from .._gene_sets import match_weighted_genes
 from .._logging import logger, timed
 from .._utils import sha256_strings
 from ._input import map_to_gene_order, read_input
-from ._kernels import start_loading
+from ._kernels import EARLY_KERNEL_LOADING, start_loading
 from ._location import Location, unique_token
 from ._manifest import GENE_ORDER, MANIFEST, Manifest, ShardEntry, read_manifest, write_manifest
 from ._shard import ShardError, ShardReader, compact_obs, shard_checksum, to_csc, write_shard
@@ -404,6 +404,8 @@ class Atlas:
         if agg not in ("mean", "sum"):
             raise ValueError(f"Unknown agg {agg!r}; use 'mean' or 'sum'.")
         entries = self._entries(shards)
+        if sum(e.nnz for e in entries) >= EARLY_KERNEL_LOADING:
+            start_loading(wait=True)  # large atlas: loading numba once costs less than the numpy path (see _kernels.py)
         task = _ScoreTask(gene_columns, w, agg, obs_filter, None if columns is None else list(columns), key)
         with timed(f"scoring {len(gene_columns)} genes over {len(entries)} shards ({self.n_cells} cells)"):
             scores, frame = self._map(task, entries, backend, n_jobs, progress)

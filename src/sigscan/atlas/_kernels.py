@@ -39,6 +39,10 @@ def _range_sums_numba(data, indices, starts, stops, weights, out):  # pragma: no
     return bad
 
 
+#: stored non-zeros of a query's shards from which the query first waits for the numba kernels (instead of loading
+#: them after it): the numpy path over that many non-zeros (a few % of them selected) costs about as much as loading
+#: numba (~0.5 s of CPU), and far more beyond (~20 s at 22M cells)
+EARLY_KERNEL_LOADING = 200_000_000
 _READY = threading.Event()
 _STARTED = threading.Lock()
 _started = False
@@ -71,9 +75,11 @@ def numba_ready(*, start: bool = False) -> bool:
     return _READY.is_set()
 
 
-def start_loading() -> None:
-    """Begin loading the numba kernels in a background thread (once per process)."""
+def start_loading(*, wait: bool = False) -> None:
+    """Begin loading the numba kernels in a background thread (once per process); ``wait`` until they are loaded."""
     numba_ready(start=True)
+    if wait:
+        _READY.wait(timeout=30)
 
 
 def _bincount_sums(
