@@ -10,6 +10,7 @@ import textwrap
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import sigscan as ss
@@ -89,6 +90,26 @@ def test_build_threads_equals_single_process(tmp_path, data, build_model, refere
     with pytest.raises(ValueError, match="multiple of the attribution batch size"):
         ss.Atlas.build(tmp_path / "other", {"pbmc": data["pbmc"]}, build_model, block_size=50, **SETTINGS)
     assert ss.Atlas(tmp_path / "atlas").score(["LYZ", "CD14"], columns=[], progress=False).shape == (256, 1)
+
+
+def test_cells_per_shard_splits_a_source(tmp_path, data, build_model, reference):
+    atlas = ss.Atlas.build(
+        tmp_path / "atlas",
+        {"pbmc": data["pbmc"]},
+        build_model,
+        block_size=2 * BATCH,
+        cells_per_shard=4 * BATCH,
+        progress=False,
+        **SETTINGS,
+    )
+    assert atlas.shard_names == ["pbmc-00000", "pbmc-00001"]
+    assert list(atlas.info()["n_cells"]) == [128, 32]
+    genes = ["LYZ", "CD14", "S100A8", "CD3E", "MS4A1"]
+    split = atlas.score(genes, progress=False)
+    whole = reference.score(genes, shards=["pbmc"], progress=False)
+    pd.testing.assert_frame_equal(split, whole)
+    with pytest.raises(ValueError, match="multiple of block_size"):
+        ss.Atlas.build(tmp_path / "x", {"pbmc": data["pbmc"]}, build_model, cells_per_shard=100, **SETTINGS)
 
 
 def test_gene_mismatch_is_refused_before_any_work(tmp_path, data, build_model, monkeypatch):

@@ -532,6 +532,7 @@ class Atlas:
         obs_value_filter: str | None = None,
         var_value_filter: str | None = None,
         retries: int = 1,
+        cells_per_shard: int | None = None,
         storage_options: dict[str, Any] | None = None,
     ) -> Atlas:
         """Compute the attributions of many datasets and write them straight into the shards of an atlas.
@@ -574,6 +575,10 @@ class Atlas:
         retries
             Times a failed block is retried before it is reported (by source and rows) in a :class:`RuntimeError`;
             the blocks that finished are kept.
+        cells_per_shard
+            Split each source into shards of this many cells (a multiple of ``block_size``), named
+            ``<name>-00000``, ``<name>-00001``, …: a shard is assembled in memory when its last block is done, so a source
+            larger than memory (a Census query) needs it. Default: one shard per source.
         storage_options
             Passed to fsspec for URLs.
 
@@ -620,6 +625,7 @@ class Atlas:
             soma_options=soma_options,
             retries=retries,
             progress=progress,
+            cells_per_shard=cells_per_shard,
         )
         return atlas.refresh()
 

@@ -310,10 +310,14 @@ class _Plan:
 
     source: Source
     var: pd.DataFrame
-    obs: pd.DataFrame
+    obs: pd.DataFrame  # the shard's rows only
     settings: Any
     folder: str
     blocks: list[Block]
+    #: the shard's name and its rows [start, stop) of the source
+    shard: str
+    start: int
+    stop: int
 
 
 def _resolve_source(
@@ -376,6 +380,7 @@ def build(
     soma_options: dict[str, Any],
     retries: int,
     progress: bool,
+    cells_per_shard: int | None = None,
 ) -> None:
     """Compute every missing block, then commit each finished source as a shard (see :meth:`Atlas.build`)."""
     runtime = Runtime()
@@ -404,16 +409,26 @@ def build(
             )
         else:
             size = block_size
-        if _already_built(atlas, name, settings, len(obs)):
-            logger.info("source %r is already a shard of the atlas with these settings; skipped", name)
-            continue
-        folder = f"{BUILD}/{name}-{_fingerprint(settings, obs, var, size)}"
-        blocks = [
-            Block(source.without_counts(), lo, min(lo + size, source.n_obs), f"{folder}/{lo:012d}-{hi:012d}.npz")
-            for lo in range(0, source.n_obs, size)
-            for hi in [min(lo + size, source.n_obs)]
-        ]
-        plans.append(_Plan(source, var, obs, settings, folder, blocks))
+        if cells_per_shard is not None and (cells_per_shard < 1 or cells_per_shard % size):
+            raise ValueError(
+                f"cells_per_shard={cells_per_shard} must be a positive multiple of block_size ({size}), so no block "
+                "straddles two shards."
+            )
+        per_shard = cells_per_shard or max(source.n_obs, 1)
+        ranges = [(a, min(a + per_shard, source.n_obs)) for a in range(0, source.n_obs, per_shard)] or [(0, 0)]
+        for number, (start, stop) in enumerate(ranges):
+            shard = name if len(ranges) == 1 else f"{name}-{number:05d}"
+            part = obs.iloc[start:stop]
+            if _already_built(atlas, shard, settings, len(part)):
+                logger.info("shard %r is already in the atlas with these settings; skipped", shard)
+                continue
+            folder = f"{BUILD}/{shard}-{_fingerprint(settings, part, var, size)}"
+            blocks = [
+                Block(source.without_counts(), lo, hi, f"{folder}/{lo:012d}-{hi:012d}.npz")
+                for lo in range(start, stop, size)
+                for hi in [min(lo + size, stop)]
+            ]
+            plans.append(_Plan(source, var, part, settings, folder, blocks, shard, start, stop))
 
     location = atlas.location
     todo = []
@@ -425,7 +440,7 @@ def build(
                 if plan.source.kind == "anndata":
                     block.counts = plan.source.counts[block.lo : block.hi]
                 todo.append((plan, block))
-    total = sum(p.source.n_obs for p in plans)
+    total = sum(p.stop - p.start for p in plans)
     finished = total - sum(b.hi - b.lo for _, b in todo)
     failures: dict[str, BaseException] = {}
     with (
@@ -440,11 +455,10 @@ def build(
         finally:
             runtime.close()
 
-    failed_sources = {label.split("[")[0] for label in failures}
+    failed = {id(plan) for plan, block in todo if block.label in failures}
     for plan in plans:
-        if plan.source.name in failed_sources:
-            continue
-        _commit(atlas, plan)
+        if id(plan) not in failed:
+            _commit(atlas, plan)
     if failures:
         lines = [f"{label}: {type(error).__name__}: {error}" for label, error in failures.items()]
         raise BuildError(
@@ -527,10 +541,14 @@ def _commit(atlas: Atlas, plan: _Plan) -> None:
         indptr.append(p[1:] + offset)
         offset += len(d)
     matrix = sparse.csr_matrix(
-        (np.concatenate(data), np.concatenate(indices), np.concatenate(indptr)),
-        shape=(plan.source.n_obs, plan.settings.model.n_genes),
+        (
+            np.concatenate(data) if data else np.empty(0, np.float32),
+            np.concatenate(indices) if indices else np.empty(0, np.int32),
+            np.concatenate(indptr),
+        ),
+        shape=(plan.stop - plan.start, plan.settings.model.n_genes),
     )
-    atlas._add_arrays(matrix, plan.obs, name=plan.source.name, provenance=plan.settings.provenance())
+    atlas._add_arrays(matrix, plan.obs, name=plan.shard, provenance=plan.settings.provenance())
     location.remove_tree(plan.folder)
 
 

@@ -50,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="'threads' (this process), 'processes' (a local Dask cluster) or the ADDRESS of a Dask scheduler",
     )
     compute.add_argument("--n-workers", type=int, default=None, help="workers of --scheduler processes")
+    compute.add_argument(
+        "--cells-per-shard", type=int, default=None, help="split each input into shards of this many cells"
+    )
     compute.add_argument("--obs-columns", nargs="+", default=None, help="cell metadata columns to keep (default all)")
     compute.add_argument("--measurement", default="RNA", help="SOMA measurement")
     compute.add_argument("--x-name", default="raw", help="SOMA X layer with raw counts")
@@ -205,6 +208,7 @@ def run_build(args: argparse.Namespace) -> int:
                 X_name=args.x_name,
                 obs_value_filter=args.obs_filter,
                 var_value_filter=args.var_filter,
+                cells_per_shard=args.cells_per_shard,
             )
         finally:
             for item in closing:
