@@ -558,7 +558,8 @@ class Atlas:
         method, n_steps, head, target_sum, device, engine, gene_symbols, gene_ids
             As in :func:`sigscan.pp.attributions`.
         client
-            A ``dask.distributed.Client``; ``None`` computes the blocks in this process.
+            A ``dask.distributed.Client``; ``None`` computes the blocks in this process. With GPUs, run one worker per
+            device (e.g. ``dask_cuda.LocalCUDACluster``): ``device="auto"`` is resolved on each worker.
         block_size
             Rows per task: a multiple of the attribution batch size (default 16 batches).
         obs_columns
