@@ -43,6 +43,13 @@ def is_soma(data: Any) -> bool:
         text = str(data)
         if text.startswith("tiledb://"):
             return True
+        if "://" in text:  # s3://… (Census) and other object stores: ask tiledbsoma when it is installed
+            try:
+                import tiledbsoma
+
+                return bool(tiledbsoma.Experiment.exists(text))
+            except Exception:
+                return False
         if "://" not in text and os.path.isdir(text):
             return os.path.exists(os.path.join(text, "__tiledb_group.tdb")) or os.path.isdir(
                 os.path.join(text, "__group")
