@@ -11,6 +11,10 @@ first ``--ref-cells`` cells, which are exactly the atlas's first shards, in a ch
 ``--check-cost`` measures only what the damage checks of a query cost (issue 9) against a warm query:
 
     python benchmarks/atlas.py --cells 100000 --shards 5 --ref-cells 0 --check-cost
+    python benchmarks/atlas.py --scale --first-query 20000,100000,1000000 --scale-cells 5000000 --gen-cells 2700
+
+``--scale`` runs benchmarks/_atlas_scale.py instead (first vs warm query in fresh processes, a large atlas with cold and
+warm queries and a projection to 22M/100M cells, generation with a local Dask cluster).
 """
 
 from __future__ import annotations
@@ -218,7 +222,17 @@ def main() -> None:
     parser.add_argument("--npz", help=argparse.SUPPRESS)
     parser.add_argument("--genes-file", help=argparse.SUPPRESS)
     parser.add_argument("--set-file", help=argparse.SUPPRESS)
+    parser.add_argument("--scale", action="store_true", help="run the scale figures (_atlas_scale.py)")
+    parser.add_argument("--first-query", default="20000,100000", help="--scale: sizes for first vs warm query")
+    parser.add_argument("--scale-cells", type=int, default=0, help="--scale: cells of the large atlas (0: skip)")
+    parser.add_argument("--gen-cells", type=int, default=0, help="--scale: PBMC3k cells for generation (0: skip)")
+    parser.add_argument("--gen-method", default="ixg", choices=("ig", "dl", "ixg"))
     args = parser.parse_args()
+    if args.scale:
+        from _atlas_scale import main as scale_main
+
+        scale_main(args)
+        return
     if args.part == "reference":
         run_reference(args)
         return

@@ -38,11 +38,8 @@ def sha256_arrays(arrays: list[np.ndarray]) -> str:
 
 def sha256_strings(values: list[str]) -> str:
     """Checksum of an ordered list of strings (gene orders)."""
-    digest = hashlib.sha256()
-    for value in values:
-        digest.update(value.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()
+    # one update of the joined bytes: the same digest as one update per string and separator, several times faster
+    return hashlib.sha256("".join(f"{value}\0" for value in values).encode()).hexdigest()
 
 
 def as_csr_float32(matrix: Any) -> sparse.csr_matrix:

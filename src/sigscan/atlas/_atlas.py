@@ -26,6 +26,7 @@ from ._integrity import (
     sweep_orphans,
     value_bound,
 )
+from ._kernels import EARLY_KERNEL_LOADING, start_loading
 from ._location import Location
 from ._lock import Writer, atlas_lock
 from ._manifest import GENE_ORDER, MANIFEST, PARTIAL, SHARDS, Manifest, ShardEntry, read_manifest, write_manifest
@@ -216,12 +217,65 @@ class Atlas:
         _check_name(name)
         self.refresh()
         source = read_input(data, layer, list(obs_columns) if obs_columns is not None else None)
-        self._check_provenance(source.provenance, name, source.source)
+        self._check_provenance(source.provenance, name, source.source)  # before mapping a large matrix
         matrix = map_to_gene_order(source.matrix, source.genes, self.gene_order, name=name, source=source.source)
+        self.add_matrix(
+            matrix, source.obs, name=name, provenance=source.provenance, overwrite=overwrite, source=source.source
+        )
+
+    def add_matrix(
+        self,
+        matrix: sparse.csr_matrix,
+        obs: pd.DataFrame,
+        *,
+        name: str,
+        provenance: dict[str, Any] | None = None,
+        overwrite: bool = False,
+        source: str = "the data",
+    ) -> None:
+        """Add a shard from a CSR attribution matrix that is already in the atlas gene order.
+
+        The writer behind :meth:`add` (same guarantees: written aside, committed atomically under the lock,
+        idempotent), for importers and builders that hold the matrix itself rather than an AnnData.
+
+        Parameters
+        ----------
+        matrix
+            Cells × ``len(atlas.gene_order)`` attributions (CSR), columns in :attr:`gene_order`.
+        obs
+            Cell metadata, one row per row of ``matrix``.
+        name
+            Shard name.
+        provenance
+            The ``pp.attributions`` provenance (model, method, weights checksum); checked against the atlas.
+        overwrite
+            Replace an existing shard of that name holding other data.
+        source
+            How to name the data in error messages.
+
+        Examples
+        --------
+        >>> import tempfile, numpy as np, pandas as pd
+        >>> from scipy import sparse
+        >>> import sigscan as ss
+        >>> atlas = ss.Atlas.create(tempfile.mkdtemp() + "/atlas", gene_order=["A", "B", "C"])
+        >>> matrix = sparse.csr_matrix(np.array([[500.0, 500.0, 0.0], [0.0, 0.0, 1000.0]], dtype=np.float32))
+        >>> atlas.add_matrix(matrix, pd.DataFrame(index=["c1", "c2"]), name="toy")
+        >>> atlas.n_cells
+        2
+        """
+        _check_name(name)
+        provenance = provenance or {}
+        if matrix.shape != (len(obs), len(self.gene_order)):
+            raise ValueError(
+                f"Shard {name!r}: the matrix is {matrix.shape[0]} × {matrix.shape[1]} but obs has {len(obs)} rows and "
+                f"the atlas {len(self.gene_order)} genes; map the columns to atlas.gene_order first."
+            )
+        self._check_provenance(provenance, name, source)
         with timed(f"adding shard {name!r}: {matrix.shape[0]} cells, {matrix.nnz} non-zeros"):
-            arrays = to_csc(matrix, len(self.gene_order))
+            arrays = to_csc(sparse.csr_matrix(matrix), len(self.gene_order))
             del matrix
-            obs = compact_obs(source.obs)
+            obs = compact_obs(obs)
             checksum = None
             if name in self.manifest.names():
                 existing = self.manifest.shard(name)
@@ -237,11 +291,11 @@ class Atlas:
             attrs = {
                 "gene_order_sha256": self.manifest.gene_order_sha256,
                 "name": name,
-                "max_abs": value_bound(arrays[0], name, source.source),
+                "max_abs": value_bound(arrays[0], name, source),
             }
-            uns = {"sigscan": {"atlas_shard": {"name": name, "source": source.source}}}
-            if source.provenance:
-                uns["sigscan"]["attributions"] = {"atlas": _jsonable(source.provenance)}
+            uns = {"sigscan": {"atlas_shard": {"name": name, "source": source}}}
+            if provenance:
+                uns["sigscan"]["attributions"] = {"atlas": _jsonable(provenance)}
             with Writer(self.location) as writer:
                 relpath = f"{SHARDS}/{name}.{writer.token}.zarr"
                 partial = relpath + PARTIAL
@@ -254,9 +308,9 @@ class Atlas:
                         n_cells=len(obs),
                         nnz=int(arrays[0].shape[0]),
                         checksum=checksum,
-                        provenance=_jsonable(source.provenance),
+                        provenance=_jsonable(provenance),
                     )
-                    self._commit(entry, source.provenance, overwrite=overwrite, source=source.source)
+                    self._commit(entry, provenance, overwrite=overwrite, source=source)
                 finally:
                     # failed, or the same data was committed by another writer meanwhile: leave nothing behind
                     if all(e.path != relpath for e in self.manifest.shards):
@@ -497,6 +551,8 @@ class Atlas:
         if agg not in ("mean", "sum"):
             raise ValueError(f"Unknown agg {agg!r}; use 'mean' or 'sum'.")
         entries = self._entries(shards)
+        if sum(e.nnz for e in entries) >= EARLY_KERNEL_LOADING:
+            start_loading(wait=True)  # large atlas: loading numba once costs less than the numpy path (see _kernels.py)
         task = _ScoreTask(gene_columns, w, agg, obs_filter, None if columns is None else list(columns), key)
         with timed(f"scoring {len(gene_columns)} genes over {len(entries)} shards ({self.n_cells} cells)"):
             scores, frame = self._map(task, entries, backend, n_jobs, progress)
@@ -504,6 +560,7 @@ class Atlas:
         if absent and entries:
             raise KeyError(f"obs columns {absent} are in no shard of the selection; available: {list(frame.columns)}.")
         frame[key] = np.concatenate(scores) if scores else np.empty(0, np.float32)
+        start_loading()  # the fast kernels for the next queries (see _kernels.py)
         return frame
 
     def matrix(
@@ -568,7 +625,7 @@ class Atlas:
                 task.with_obs = False
                 with ThreadPoolExecutor(max_workers=workers) as pool:
                     pending = pool.map(run, pairs)
-                    frame = _concat([task.select(self._read(e, lambda reader: reader.obs())) for e in entries])
+                    frame = _concat([self._read(e, lambda reader: reader.obs(task.obs_columns)) for e in entries])
                     results = list(
                         tqdm(pending, total=len(readers), disable=not progress, desc="scoring", unit="shard")
                     )
@@ -596,6 +653,132 @@ class Atlas:
         else:
             raise ValueError(f"Unknown backend {backend!r}; use 'threads', 'dask' or a dask.distributed.Client.")
         return [scores for scores, _ in results], _concat([frame for _, frame in results])
+
+    # --- building from counts ---------------------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        path: str | os.PathLike,
+        sources: Any,
+        model: AttributionModel | str,
+        *,
+        method: str = "ig",
+        client: Any = None,
+        block_size: int | None = None,
+        obs_columns: Sequence[str] | None = None,
+        progress: bool = True,
+        layer: str | None = None,
+        n_steps: int = 50,
+        batch_size: int | None = None,
+        head: str = "auto",
+        target_sum: float = 1000,
+        device: str = "auto",
+        engine: str = "auto",
+        gene_symbols: str | None = None,
+        gene_ids: str | None = None,
+        measurement: str = "RNA",
+        X_name: str = "raw",
+        obs_value_filter: str | None = None,
+        var_value_filter: str | None = None,
+        retries: int = 1,
+        cells_per_shard: int | None = None,
+        storage_options: dict[str, Any] | None = None,
+    ) -> Atlas:
+        """Compute the attributions of many datasets and write them straight into the shards of an atlas.
+
+        One task per block of rows of one source; with a ``dask.distributed.Client`` the tasks run on its workers
+        (each loads the model once), otherwise in this process. Finished blocks are kept under
+        ``<path>/.build/`` until their source's shard is committed, so a killed build started again computes only the
+        missing blocks. The shards are identical to :func:`sigscan.pp.attributions` followed by :meth:`add` (one
+        shard per source, named after it).
+
+        Parameters
+        ----------
+        path
+            The atlas folder; created for ``model`` when it holds no atlas yet. Workers write blocks there, so on a
+            cluster it must be a path (or URL) every worker can reach.
+        sources
+            Raw counts: ``.h5ad`` files or AnnData zarr stores, a folder of them, or a mapping ``{name: source}``
+            whose values may also be AnnData objects and TileDB-SOMA experiments (URI or open ``Experiment``).
+            Shards are named by the mapping's keys or the file names.
+        model
+            A :mod:`sigscan.models` wrapper, or ``"KIND:DIR"`` (e.g. ``"scimilarity:./model"``) for workers to load it
+            from a folder they can reach (cheaper than sending the weights).
+        method, n_steps, head, target_sum, device, engine, gene_symbols, gene_ids
+            As in :func:`sigscan.pp.attributions`.
+        client
+            A ``dask.distributed.Client``; ``None`` computes the blocks in this process. With GPUs, run one worker per
+            device (e.g. ``dask_cuda.LocalCUDACluster``): ``device="auto"`` is resolved on each worker.
+        block_size
+            Rows per task: a multiple of the attribution batch size (default 16 batches).
+        obs_columns
+            Cell metadata columns to keep in the shards (default all).
+        progress
+            Show a progress bar over all cells of the build.
+        layer
+            Layer of AnnData and h5ad/zarr sources holding raw counts (``None``: ``X``).
+        batch_size
+            Attribution batch size (default as in :func:`sigscan.pp.attributions`, resolved here and used by every
+            worker).
+        measurement, X_name, obs_value_filter, var_value_filter
+            For SOMA sources: measurement, X layer with raw counts, and value filters selecting cells and genes.
+        retries
+            Times a failed block is retried before it is reported (by source and rows) in a :class:`RuntimeError`;
+            the blocks that finished are kept.
+        cells_per_shard
+            Split each source into shards of this many cells (a multiple of ``block_size``), named
+            ``<name>-00000``, ``<name>-00001``, …: a shard is assembled in memory when its last block is done, so a source
+            larger than memory (a Census query) needs it. Default: one shard per source.
+        storage_options
+            Passed to fsspec for URLs.
+
+        Returns
+        -------
+        The atlas.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> import sigscan as ss
+        >>> adata = ss.datasets.pbmc3k()[:60].copy()
+        >>> model = ss.models.SCimilarity.random(adata.var_names, hidden_dim=(16,), latent_dim=4)
+        >>> atlas = ss.Atlas.build(tempfile.mkdtemp() + "/atlas", {"pbmc": adata}, model, method="ixg", progress=False)
+        >>> atlas.n_cells
+        60
+        """
+        from .._model_spec import load_model
+        from ._build import Options, build
+
+        model_object = load_model(model) if isinstance(model, str) else model
+        location = Location(path, storage_options)
+        if location.exists(MANIFEST):
+            atlas = cls(path, storage_options=storage_options)
+        else:
+            atlas = cls.create(path, model=model_object, storage_options=storage_options)
+        options = Options(method, n_steps, head, engine, device, batch_size, target_sum, gene_symbols, gene_ids)
+        soma_options = {
+            "measurement": measurement,
+            "X_name": X_name,
+            "obs_value_filter": obs_value_filter,
+            "var_value_filter": var_value_filter,
+        }
+        build(
+            atlas,
+            sources,
+            model_object,
+            model_ref=model,
+            options=options,
+            block_size=block_size,
+            client=client,
+            layer=layer,
+            obs_columns=obs_columns,
+            soma_options=soma_options,
+            retries=retries,
+            progress=progress,
+            cells_per_shard=cells_per_shard,
+        )
+        return atlas.refresh()
 
     # --- import --------------------------------------------------------------------------------------------------
 
@@ -665,18 +848,6 @@ class Atlas:
             progress=progress,
         )
 
-    def _add_arrays(
-        self, matrix: sparse.csr_matrix, obs: pd.DataFrame, *, name: str, provenance: dict[str, Any]
-    ) -> None:
-        """Add a CSR matrix already in the atlas gene order (used by importers)."""
-        import anndata as ad
-
-        adata = ad.AnnData(X=None, obs=obs, var=pd.DataFrame(index=self.gene_order))
-        adata.layers["attributions"] = matrix
-        if provenance:
-            adata.uns["sigscan"] = {"attributions": {"attributions": provenance}}
-        self.add(adata, name=name, layer="attributions")
-
 
 class _ScoreTask:
     """Score one shard (picklable, so it can run as a dask task)."""
@@ -710,7 +881,7 @@ class _ScoreTask:
         if not self.with_obs:
             return scores, None
         mask = _filter_mask(reader, self.obs_filter)
-        frame = self.select(reader.obs())
+        frame = reader.obs(self.obs_columns) if mask is None else self.select(reader.obs())
         if mask is not None:
             frame, scores = frame[mask], scores[mask]
         return scores, frame

@@ -22,7 +22,7 @@ import numpy as np
 
 from .._logging import logger
 from ._lock import LOCK, WRITERS, atlas_lock, dead_writer_files, writer_is_live
-from ._manifest import GENE_ORDER, MANIFEST, PARTIAL, SHARDS, Manifest, ShardEntry, read_manifest
+from ._manifest import BUILD, GENE_ORDER, MANIFEST, PARTIAL, SHARDS, Manifest, ShardEntry, read_manifest
 
 if TYPE_CHECKING:
     from ._location import Location
@@ -220,6 +220,8 @@ def discard_if_empty(location: Location, fresh_folder: bool) -> bool:
             pass
         if any(writer_is_live(location, _token(folder)) for folder in location.listdir(SHARDS)):
             return False
+        if location.exists(BUILD) and location.listdir(BUILD):
+            return False  # finished blocks of a build: a rerun resumes from them
         if fresh_folder:
             location.remove_tree()
         else:

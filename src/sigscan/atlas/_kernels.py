@@ -1,6 +1,16 @@
-"""The inner loop of an atlas query: weighted column sums of a CSC slice, accumulated in float64."""
+"""The inner loop of an atlas query: weighted column sums of a CSC slice, accumulated in float64.
+
+Two exact implementations: a numba loop (no copies, no GIL; the fast one) and a numpy one (``np.bincount``) that adds
+the same float64 products in the same order, so both give bit-identical sums. Even from numba's on-disk cache, the
+first call of a numba function in a process costs ~0.5-1 s (numba initialises its compiler target before it can load
+cached machine code). So the first query of a fresh process must not wait for it: it is served by the numpy path and,
+once finished, starts loading the numba kernels in a background thread (:func:`start_loading`, called after the query
+so the loading does not compete with it for the GIL); later calls use numba once it is ready.
+"""
 
 from __future__ import annotations
+
+import threading
 
 import numba
 import numpy as np
@@ -29,6 +39,67 @@ def _range_sums_numba(data, indices, starts, stops, weights, out):  # pragma: no
     return bad
 
 
+#: stored non-zeros of a query's shards from which the query first waits for the numba kernels (instead of loading
+#: them after it): the numpy path over that many non-zeros (a few % of them selected) costs about as much as loading
+#: numba (~0.5 s of CPU), and far more beyond (~20 s at 22M cells)
+EARLY_KERNEL_LOADING = 200_000_000
+_READY = threading.Event()
+_STARTED = threading.Lock()
+_started = False
+
+
+def _load_numba() -> None:
+    """Compile (or load from numba's cache) both kernels for the array types queries pass, then flag them ready."""
+    try:
+        out = np.zeros(1, np.float64)
+        weights = np.ones(1, np.float64)
+        bounds = (np.zeros(1, np.int64), np.ones(1, np.int64))
+        for writeable in (True, False):  # memory-mapped shards are read-only arrays: another numba type
+            data, indices = np.zeros(1, np.float32), np.zeros(1, np.int32)
+            data.flags.writeable = indices.flags.writeable = writeable
+            _range_sums_numba(data, indices, *bounds, weights, out)
+            _column_sums_numba(data, indices, np.array([0, 1], np.int64), weights, out)
+    except Exception:  # pragma: no cover - numba unusable here: the numpy path serves every call
+        return
+    _READY.set()
+
+
+def numba_ready(*, start: bool = False) -> bool:
+    """Whether the numba kernels are loaded; ``start`` begins loading them in a background thread (once)."""
+    global _started
+    if not _READY.is_set() and start:
+        with _STARTED:
+            if not _started:
+                _started = True
+                threading.Thread(target=_load_numba, name="sigscan-numba-warmup", daemon=True).start()
+    return _READY.is_set()
+
+
+def start_loading(*, wait: bool = False) -> None:
+    """Begin loading the numba kernels in a background thread (once per process); ``wait`` until they are loaded."""
+    numba_ready(start=True)
+    if wait:
+        _READY.wait(timeout=30)
+
+
+def _bincount_sums(
+    data: np.ndarray, indices: np.ndarray, starts: np.ndarray, stops: np.ndarray, weights: np.ndarray, n_rows: int
+) -> tuple[np.ndarray, int]:
+    """The numpy path: the same products ``float64(data[k]) * w_j``, added per row in the same order as numba."""
+    lengths = np.asarray(stops, np.int64) - np.asarray(starts, np.int64)
+    ranges = [(a, b) for a, b in zip(np.asarray(starts).tolist(), np.asarray(stops).tolist(), strict=True) if b > a]
+    if not ranges:
+        return np.zeros(n_rows, np.float64), 0
+    rows = np.concatenate([indices[a:b] for a, b in ranges])
+    values = np.concatenate([data[a:b] for a, b in ranges]).astype(np.float64)
+    values *= np.repeat(np.asarray(weights, np.float64), lengths)
+    bad = (rows < 0) | (rows >= n_rows)
+    n_bad = int(bad.sum())
+    if n_bad:
+        rows, values = rows[~bad], values[~bad]
+    return np.bincount(rows, values, minlength=n_rows), n_bad
+
+
 def weighted_column_sums(
     data: np.ndarray, indices: np.ndarray, col_ptr: np.ndarray, weights: np.ndarray, n_rows: int
 ) -> np.ndarray:
@@ -38,9 +109,12 @@ def weighted_column_sums(
     without the float64 copy of ``data`` scipy makes; runs without the GIL. ``indices`` must lie in
     ``[0, n_rows)`` (checked by the caller).
     """
-    out = np.zeros(n_rows, dtype=np.float64)
     weights = np.ascontiguousarray(weights, dtype=np.float64)
-    _column_sums_numba(data, indices, np.ascontiguousarray(col_ptr, dtype=np.int64), weights, out)
+    col_ptr = np.ascontiguousarray(col_ptr, dtype=np.int64)
+    if not numba_ready():
+        return _bincount_sums(data, indices, col_ptr[:-1], col_ptr[1:], weights, n_rows)[0]
+    out = np.zeros(n_rows, dtype=np.float64)
+    _column_sums_numba(data, indices, col_ptr, weights, out)
     return out
 
 
@@ -52,6 +126,8 @@ def sum_column_ranges(
     Returns the float64 sums and the number of out-of-range row numbers met (those entries are skipped).
     """
     weights = np.ascontiguousarray(weights, dtype=np.float64)
+    if not numba_ready():
+        return _bincount_sums(data, indices, starts, stops, weights, n_rows)
     out = np.zeros(n_rows, dtype=np.float64)
     bad = _range_sums_numba(data, indices, np.asarray(starts, np.int64), np.asarray(stops, np.int64), weights, out)
     return out, int(bad)

@@ -13,6 +13,8 @@ GENE_ORDER = "gene_order.txt"
 #: folder of the shards; a shard being written is ``shards/<name>.<writer token>.zarr.partial`` until renamed
 SHARDS = "shards"
 PARTIAL = ".partial"
+#: finished blocks of an unfinished Atlas.build (kept until their shard is committed)
+BUILD = ".build"
 FORMAT = "sigscan-atlas"
 FORMAT_VERSION = 1
 

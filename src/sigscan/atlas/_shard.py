@@ -237,18 +237,38 @@ class ShardReader:
             self._indptr = indptr
         return self._indptr
 
-    def obs(self) -> pd.DataFrame:
-        """Cell metadata (read once)."""
-        if self._obs is None:
-            import anndata as ad
+    def obs(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """Cell metadata (read once); with ``columns``, only those columns the shard has (read on their own)."""
+        if self._obs is None and columns is not None and self.location.is_local:
+            from ._obs import read_obs
 
             try:
-                self._obs = ad.io.read_elem(self.group["obs"])
+                partial = read_obs(self.where, list(columns))
             except Exception as error:
                 raise self.error(f"obs cannot be read ({type(error).__name__}: {error})") from error
+            if partial is not None:
+                if len(partial) != self.n_cells:
+                    raise self.error(f"obs has {len(partial)} rows but X has {self.n_cells}")
+                return partial
+        if self._obs is None:
+            self._obs = self._read_obs()
             if len(self._obs) != self.n_cells:
                 raise self.error(f"obs has {len(self._obs)} rows but X has {self.n_cells}")
-        return self._obs
+        return self._obs if columns is None else self._obs[[c for c in columns if c in self._obs.columns]]
+
+    def _read_obs(self) -> pd.DataFrame:
+        import anndata as ad
+
+        try:
+            if self.location.is_local:  # decoded straight from the chunk files (see _obs.py); None: use anndata
+                from ._obs import read_obs
+
+                obs = read_obs(self.where)
+                if obs is not None:
+                    return obs
+            return ad.io.read_elem(self.group["obs"])
+        except Exception as error:
+            raise self.error(f"obs cannot be read ({type(error).__name__}: {error})") from error
 
     def _raw_layout(self, key: str) -> tuple[np.dtype, int] | None:
         """``(dtype, chunk length)`` when ``X/<key>`` is uncompressed zarr v2 (byte ranges readable), else ``None``."""

@@ -80,5 +80,5 @@ def from_signature_tiledb(
                 matrix = sparse.csr_matrix((vals, (rows, cols)), shape=(hi - lo, len(gene_order)))
                 shard_name = name if len(starts) == 1 else f"{name}-{number}"
                 provenance = {"method": method, "source": f"SIGnature TileDB {uri}"} if method else {}
-                atlas._add_arrays(matrix, obs.iloc[lo:hi], name=shard_name, provenance=provenance)
+                atlas.add_matrix(matrix, obs.iloc[lo:hi], name=shard_name, provenance=provenance)
     return atlas

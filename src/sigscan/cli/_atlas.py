@@ -19,15 +19,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    build = actions.add_parser("build", help="create an atlas (if needed) and add datasets to it")
+    build = actions.add_parser(
+        "build",
+        help="create an atlas (if needed) and add datasets to it, computing attributions of raw counts",
+        description="Inputs holding attributions (from sigscan attributions) are added as they are; inputs holding raw "
+        "counts (.h5ad files, zarr stores, folders of them, TileDB-SOMA experiments) get their attributions computed "
+        "with --model, block by block, on --scheduler. An interrupted build run again computes only the missing "
+        "blocks.",
+    )
     build.add_argument("dir", metavar="DIR", help="atlas folder (local path or fsspec URL)")
-    build.add_argument("inputs", metavar="IN", nargs="+", help=".h5ad files or attribution zarr stores")
+    build.add_argument(
+        "inputs",
+        metavar="IN",
+        nargs="+",
+        help=".h5ad files, zarr stores, folders of them, or TileDB-SOMA experiment URIs",
+    )
     build.add_argument("--names", nargs="+", default=None, help="shard names (default: the input file names)")
     build.add_argument("--layer", default=None, help="attribution layer (default: the single one present)")
     genes = build.add_mutually_exclusive_group()
     genes.add_argument("--gene-order", default=None, help="file with the model's genes, one per line")
     genes.add_argument("--model", default=None, help="KIND:DIR model whose gene order the atlas uses")
     build.add_argument("--overwrite", action="store_true", help="replace shards of the same name holding other data")
+    compute = build.add_argument_group("computing attributions of raw counts (needs --model)")
+    compute.add_argument("--method", default="ig", choices=("ig", "dl", "ixg"))
+    compute.add_argument("--n-steps", type=int, default=50, help="integration steps for ig")
+    compute.add_argument("--batch-size", type=int, default=None, help="cells per attribution batch")
+    compute.add_argument("--block-size", type=int, default=None, help="cells per task (a multiple of --batch-size)")
+    compute.add_argument("--counts-layer", default=None, help="layer of the inputs holding raw counts (default X)")
+    compute.add_argument(
+        "--scheduler",
+        default="threads",
+        help="'threads' (this process), 'processes' (a local Dask cluster) or the ADDRESS of a Dask scheduler",
+    )
+    compute.add_argument("--n-workers", type=int, default=None, help="workers of --scheduler processes")
+    compute.add_argument(
+        "--cells-per-shard", type=int, default=None, help="split each input into shards of this many cells"
+    )
+    compute.add_argument("--obs-columns", nargs="+", default=None, help="cell metadata columns to keep (default all)")
+    compute.add_argument("--measurement", default="RNA", help="SOMA measurement")
+    compute.add_argument("--x-name", default="raw", help="SOMA X layer with raw counts")
+    compute.add_argument("--obs-filter", default=None, help="SOMA obs value filter, e.g. \"cell_type == 'B cell'\"")
+    compute.add_argument("--var-filter", default=None, help="SOMA var value filter")
     build.set_defaults(func=run_build)
 
     add = actions.add_parser("add", help="add one dataset to an existing atlas")
@@ -75,10 +107,56 @@ def _shard_name(path: str) -> str:
     return name
 
 
+def _holds_attributions(path: str) -> bool:
+    """Whether an input holds attributions (added as they are) rather than raw counts (computed with --model)."""
+    from .._attribution_layer import PREFIX
+    from .._soma import is_soma
+
+    if is_soma(path):
+        return False
+    if os.path.isdir(path):
+        import zarr
+
+        try:
+            handle = zarr.open_group(path, mode="r")
+        except Exception:  # a folder of inputs
+            return False
+    else:
+        import h5py
+
+        handle = h5py.File(path, "r")
+    try:
+        recorded = "uns" in handle and "sigscan" in handle["uns"] and "attributions" in handle["uns"]["sigscan"]
+        layers = list(handle["layers"].keys()) if "layers" in handle else []
+        return bool(recorded) or any(k.startswith(PREFIX) for k in layers)
+    finally:
+        if hasattr(handle, "close"):
+            handle.close()
+
+
+def _client(args: argparse.Namespace):
+    """The Dask client of --scheduler (``None`` for threads) and what to close afterwards."""
+    if args.scheduler == "threads":
+        return None, []
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as error:
+        raise ValueError(
+            f"--scheduler {args.scheduler}: install dask's distributed (pip install 'sigscan[dask]')"
+        ) from error
+    if args.scheduler == "processes":
+        cluster = LocalCluster(n_workers=args.n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+        return client, [client, cluster]
+    client = Client(args.scheduler)
+    return client, [client]
+
+
 def run_build(args: argparse.Namespace) -> int:
-    """Create the atlas when DIR holds none, then add every input."""
+    """Create the atlas when DIR holds none; add inputs holding attributions, compute the others' attributions."""
     from tqdm.auto import tqdm
 
+    from .._soma import is_soma
     from ..atlas import Atlas
     from ..atlas._location import Location
     from ..atlas._manifest import MANIFEST
@@ -89,8 +167,14 @@ def run_build(args: argparse.Namespace) -> int:
     if len(set(names)) != len(names):
         raise ValueError(f"shard names repeat ({names}); pass distinct --names")
     for path in args.inputs:
-        if not os.path.exists(path):
+        if not os.path.exists(path) and not is_soma(path):
             raise FileNotFoundError(f"input {path} does not exist")
+    counts = {name: path for path, name in zip(args.inputs, names, strict=True) if not _holds_attributions(path)}
+    if counts and args.model is None:
+        raise ValueError(
+            f"inputs {sorted(counts.values())} hold raw counts, not attributions: pass --model KIND:DIR to compute "
+            "their attributions"
+        )
     location = Location(args.dir)
     created = not location.exists(MANIFEST)
     fresh_folder = not location.exists()
@@ -108,8 +192,41 @@ def run_build(args: argparse.Namespace) -> int:
             f"{args.dir} holds no atlas yet: pass --gene-order FILE (the model's genes, one per line) or --model KIND:DIR"
         )
     try:
-        for path, name in tqdm(list(zip(args.inputs, names, strict=True)), desc="adding shards", unit="shard"):
+        ready = [(p, n) for p, n in zip(args.inputs, names, strict=True) if n not in counts]
+        for path, name in tqdm(ready, desc="adding shards", unit="shard", disable=not ready):
             atlas.add(path, name=name, layer=args.layer, overwrite=args.overwrite)
+        if counts:
+            # a folder of inputs expands to its files (named after them); single inputs keep their --names
+            sources: dict[str, str] = {}
+            from ..atlas._build import expand_sources
+
+            for name, path in counts.items():
+                expanded = expand_sources([path])
+                single = len(expanded) == 1 and expanded[0][1] == str(path)
+                sources.update([(name, path)] if single else expanded)
+            client, closing = _client(args)
+            try:
+                Atlas.build(
+                    args.dir,
+                    sources,
+                    args.model,
+                    method=args.method,
+                    n_steps=args.n_steps,
+                    batch_size=args.batch_size,
+                    block_size=args.block_size,
+                    client=client,
+                    layer=args.counts_layer,
+                    obs_columns=args.obs_columns,
+                    measurement=args.measurement,
+                    X_name=args.x_name,
+                    obs_value_filter=args.obs_filter,
+                    var_value_filter=args.var_filter,
+                    cells_per_shard=args.cells_per_shard,
+                )
+            finally:
+                for item in closing:
+                    item.close()
+            atlas.refresh()
     except BaseException:
         if created:  # a failed build leaves no empty atlas behind (shards already added stay: rerun to resume)
             from ..atlas._integrity import discard_if_empty

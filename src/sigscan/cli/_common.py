@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .._model_spec import MODEL_HELP, MODEL_KINDS, load_model  # re-exported for the sub-commands
+
 
 def option_flags(parser: argparse.ArgumentParser) -> dict[str, str]:
     """``dest`` → long flag of every option of ``parser`` (``attribution_layer`` → ``--attribution-layer``)."""
@@ -63,24 +65,4 @@ def read_anndata(path: str | os.PathLike, *, backed: bool = False) -> Any:
         raise OSError(f"cannot read {path}: the file is truncated, corrupt or not AnnData ({cause})") from error
 
 
-#: ``--model KIND:DIR``: every model kind the command line loads, and the ``ss.models`` class that loads it
-MODEL_KINDS: dict[str, str] = {
-    "scimilarity": "SCimilarity",
-    "scvi": "SCVI",
-    "scgpt": "ScGPT",
-    "scfoundation": "ScFoundation",
-    "sctab": "ScTabSSL",
-}
-MODEL_HELP = f"KIND:DIR with KIND one of {', '.join(MODEL_KINDS)} (e.g. scgpt:./scGPT_human)"
-
-
-def load_model(spec: str) -> Any:
-    """``KIND:DIR`` (a kind of :data:`MODEL_KINDS`) → a model wrapper."""
-    from .. import models
-
-    kind, sep, location = spec.partition(":")
-    if not sep or kind not in MODEL_KINDS:
-        raise ValueError(f"--model {spec!r}: use {MODEL_HELP}")
-    if not hasattr(models, MODEL_KINDS[kind]):
-        raise ValueError(f"--model {kind}: this model type is not available in this installation")
-    return getattr(models, MODEL_KINDS[kind])(location)
+__all__ = ["MODEL_HELP", "MODEL_KINDS", "load_model", "read_anndata"]

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from .._docs import doc_adata, doc_copy, doc_layer_counts, doc_params
 from .._logging import logger, timed
+from .._soma import SomaRows, is_soma
 from .._stream import iter_row_batches
 from ._engine import AttributionSettings, counts_matrix
 from ._store import open_output
@@ -49,6 +50,10 @@ def attributions(
     as_modality: bool = False,
     progress: bool = True,
     copy: bool = False,
+    measurement: str = "RNA",
+    X_name: str = "raw",
+    obs_value_filter: str | None = None,
+    var_value_filter: str | None = None,
 ) -> AnnData | MuData | None:
     """Gene attributions of a foundation model for every cell (SIGnature).
 
@@ -98,10 +103,16 @@ def attributions(
     progress
         Show a progress bar.
     {copy}
+    measurement, X_name, obs_value_filter, var_value_filter
+        For a TileDB-SOMA experiment (its URI or an open ``tiledbsoma.Experiment``, e.g. from CELLxGENE Census)
+        instead of an AnnData: the measurement and X layer holding raw counts, and SOMA value filters selecting cells
+        (``"is_primary_data == True and cell_type == 'classical monocyte'"``) and genes. The counts are streamed in
+        batches through ``axis_query``, never loaded whole. Needs ``pip install 'sigscan[soma]'``.
 
     Returns
     -------
-    ``None``, or the modified copy when ``copy=True``. Writes
+    ``None``, or the modified copy when ``copy=True``; for SOMA input a new AnnData with the query's ``obs``, ``var``
+    and the attribution layer. Writes
 
     - ``adata.layers[key_added]``: CSR float32 attributions, same shape as ``adata`` (genes outside the model are 0);
     - ``adata.var[f"{{key_added}}_in_model"]``: whether each gene is in the model;
@@ -116,6 +127,18 @@ def attributions(
     >>> float(adata.layers["attr_scimilarity_ixg"][0].sum())
     1000.0
     """
+    soma = None
+    if is_soma(adata):
+        soma = SomaRows.open(
+            adata,
+            measurement=measurement,
+            X_name=X_name,
+            obs_value_filter=obs_value_filter,
+            var_value_filter=var_value_filter,
+        )
+        if layer is not None:
+            raise ValueError("layer= does not apply to SOMA input; X_name= names the SOMA X layer with raw counts.")
+        adata = _soma_anndata(soma)
     container, adata = _resolve_modality(adata, mod, copy)
     settings = AttributionSettings.resolve(
         model,
@@ -133,9 +156,9 @@ def attributions(
     )
     key_added = key_added or settings.key
     _check_key_added(adata, key_added, settings.provenance())
-    counts = counts_matrix(adata, layer)
-    # backed files and lazy (dask) matrices are validated batch by batch, never loaded whole
-    in_memory = not getattr(adata, "isbacked", False) and not hasattr(counts, "compute")
+    counts = soma if soma is not None else counts_matrix(adata, layer)
+    # backed files, lazy (dask) matrices and SOMA queries are validated batch by batch, never loaded whole
+    in_memory = soma is None and not getattr(adata, "isbacked", False) and not hasattr(counts, "compute")
     if in_memory:
         settings.check_counts(counts)
     provenance = settings.provenance()
@@ -179,11 +202,19 @@ def attributions(
     var = _model_var(model) if as_modality else adata.var.copy()
     if not as_modality:
         var[f"{key_added}_in_model"] = in_model
-    matrix = output.finish(adata.obs, var, {"sigscan": {"attributions": {key_added: provenance}}}, load=in_memory)
+    load = in_memory or (soma is not None and out is None)
+    matrix = output.finish(adata.obs, var, {"sigscan": {"attributions": {key_added: provenance}}}, load=load)
     if matrix is None:
         logger.warning("attributions written to %s (read them with anndata.read_zarr); the layer is not loaded", out)
     _write_results(container, adata, model, matrix, key_added, in_model, provenance, as_modality)
-    return container if copy else None
+    return container if copy or soma is not None else None
+
+
+def _soma_anndata(soma: SomaRows) -> AnnData:
+    """The AnnData a SOMA query's attributions are written into: the query's obs and var, no X."""
+    import anndata as ad
+
+    return ad.AnnData(obs=soma.obs(), var=soma.var())
 
 
 def _check_key_added(adata: AnnData, key_added: str, provenance: dict[str, Any]) -> None:

@@ -1,0 +1,77 @@
+"""The first query of a process: the numpy kernel equals numba's bit for bit; obs read from chunk files equals anndata."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+from scipy import sparse
+
+import sigscan as ss
+from sigscan.atlas import _kernels
+from sigscan.atlas._obs import read_obs
+
+
+def test_numpy_kernel_equals_numba_bit_for_bit():
+    rng = np.random.default_rng(0)
+    matrix = sparse.random(500, 300, density=0.1, format="csc", dtype=np.float32, random_state=rng)
+    data, indices, indptr = matrix.data, matrix.indices.astype(np.int32), matrix.indptr.astype(np.int64)
+    columns = np.sort(rng.choice(300, 40, replace=False))
+    weights = rng.uniform(0.5, 2, len(columns))
+    starts, stops = indptr[columns], indptr[columns + 1]
+    by_numpy, bad_numpy = _kernels._bincount_sums(data, indices, starts, stops, weights, 500)
+    by_numba = np.zeros(500)
+    bad_numba = _kernels._range_sums_numba(data, indices, starts, stops, weights, by_numba)
+    np.testing.assert_array_equal(by_numpy, by_numba)  # same products added in the same order
+    assert bad_numpy == bad_numba == 0
+    np.testing.assert_allclose(by_numpy, matrix[:, columns] @ weights, rtol=1e-12)
+    # out-of-range row numbers are counted and skipped by both
+    broken = indices.copy()
+    broken[starts[0]] = 10_000
+    sums, bad = _kernels._bincount_sums(data, broken, starts, stops, weights, 500)
+    reference = np.zeros(500)
+    assert bad == _kernels._range_sums_numba(data, broken, starts, stops, weights, reference) == 1
+    np.testing.assert_array_equal(sums, reference)
+    # the public entry points agree whichever path serves them
+    _kernels.start_loading()
+    np.testing.assert_array_equal(_kernels.sum_column_ranges(data, indices, starts, stops, weights, 500)[0], by_numba)
+
+
+def test_fast_obs_reader_equals_anndata(tmp_path):
+    obs = pd.DataFrame(
+        {
+            "cell_type": pd.Categorical(["B", "T", "B", "NK"] * 25),
+            "ordered": pd.Categorical(["lo", "hi"] * 50, categories=["lo", "hi"], ordered=True),
+            "n_counts": np.arange(100, dtype=np.float32),
+            "flag": np.arange(100) % 3 == 0,
+            "name": [f"s{i}" for i in range(100)],
+        },
+        index=pd.Index([f"cell{i}" for i in range(100)]),
+    )
+    ad.AnnData(obs=obs).write_zarr(tmp_path / "a.zarr")
+    expected = ad.io.read_elem(zarr.open_group(tmp_path / "a.zarr", mode="r")["obs"])
+    pd.testing.assert_frame_equal(read_obs(str(tmp_path / "a.zarr")), expected)
+    pd.testing.assert_frame_equal(
+        read_obs(str(tmp_path / "a.zarr"), ["flag", "cell_type"]), expected[["flag", "cell_type"]]
+    )
+    # an encoding it does not decode (nullable integers) falls back to anndata (None)
+    obs["nullable"] = pd.array([1, None] * 50, dtype="Int64")
+    ad.AnnData(obs=obs).write_zarr(tmp_path / "b.zarr")
+    assert read_obs(str(tmp_path / "b.zarr")) is None
+    assert read_obs(str(tmp_path / "b.zarr"), ["cell_type"]) is not None
+
+
+def test_score_reads_only_requested_obs_columns(tmp_path, model, pbmc, gene_set):
+    atlas = ss.Atlas.create(tmp_path / "atlas", model=model)
+    atlas.add(pbmc, name="pbmc")
+    fresh = ss.Atlas(tmp_path / "atlas")
+    scores = fresh.score(gene_set, columns=["cell_type"], progress=False)
+    assert list(scores.columns) == ["cell_type", "score"]
+    assert fresh._reader(fresh.manifest.shard("pbmc"))._obs is None  # the full obs was never read
+    full = fresh.score(gene_set, progress=False)
+    pd.testing.assert_series_equal(full["score"], scores["score"])
+    assert full["cell_type"].astype(str).equals(pbmc.obs["cell_type"].astype(str))
+    with pytest.raises(KeyError, match="in no shard"):
+        ss.Atlas(tmp_path / "atlas").score(gene_set, columns=["nope"], progress=False)
