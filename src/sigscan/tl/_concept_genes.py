@@ -88,12 +88,12 @@ class _Explainer:
 
         Returns a (``x.nnz`` × ``len(concepts)``) float32 array in the order of ``x.data``.
         """
-        base = self.activations(x)[:, concepts]
         rows = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
         out = np.empty((x.nnz, len(concepts)), dtype=np.float32)
         if self.split is not None:
             with torch.no_grad():
                 u = self._first_layer(x)
+                base = self._from_first_layer(u)[:, concepts].cpu().numpy()
                 for lo in range(0, x.nnz, _MAX_ROWS):
                     hi = min(x.nnz, lo + _MAX_ROWS)
                     genes = torch.from_numpy(x.indices[lo:hi].astype(np.int64)).to(self.device)
@@ -102,6 +102,7 @@ class _Explainer:
                     knocked = u[torch.from_numpy(rows[lo:hi]).to(self.device)] - values[:, None] * self.weight_t[genes]
                     out[lo:hi] = self._from_first_layer(knocked)[:, concepts].cpu().numpy()
         else:
+            base = self.activations(x)[:, concepts]
             for lo, hi, batch in _knocked_out_batches(x):
                 out[lo:hi] = self.activations(batch)[:, concepts]
         return base[rows] - out
