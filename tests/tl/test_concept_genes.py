@@ -82,13 +82,15 @@ def _brute_force_knockouts(model, readout, x, concepts):
     return np.asarray(out)
 
 
-def test_counterfactual_fast_path_equals_brute_force(scimilarity_model, pbmc_small):
-    settings, x, readout = _explainer_setup(scimilarity_model, pbmc_small)
+@pytest.mark.parametrize("model_and_data", ["scimilarity", "scvi"], indirect=True)
+def test_counterfactual_fast_path_equals_brute_force(model_and_data):
+    model, adata = model_and_data
+    settings, x, readout = _explainer_setup(model, adata)
     concepts = np.arange(6)
     with settings.inference():
-        fast = _Explainer(scimilarity_model, readout, settings.device, fast=True).knockouts(x, concepts)
-        general = _Explainer(scimilarity_model, readout, settings.device, fast=False).knockouts(x[:1], concepts)
-        brute = _brute_force_knockouts(scimilarity_model, readout, x, concepts)
+        fast = _Explainer(model, readout, settings.device, fast=True).knockouts(x, concepts)
+        general = _Explainer(model, readout, settings.device, fast=False).knockouts(x[:1], concepts)
+        brute = _brute_force_knockouts(model, readout, x, concepts)
     assert fast.shape == (x.nnz, 6)
     np.testing.assert_allclose(fast, brute, atol=2e-5, rtol=1e-4)
     np.testing.assert_allclose(general, brute[: x.indptr[1]], atol=2e-5, rtol=1e-4)

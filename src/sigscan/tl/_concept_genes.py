@@ -88,20 +88,25 @@ class _Explainer:
 
         Returns a (``x.nnz`` × ``len(concepts)``) float32 array in the order of ``x.data``.
         """
-        base = self.activations(x)[:, concepts]
         rows = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
         out = np.empty((x.nnz, len(concepts)), dtype=np.float32)
         if self.split is not None:
+            split = self.split
             with torch.no_grad():
                 u = self._first_layer(x)
+                if split.bias is not None:
+                    u += split.bias  # the pre-activations; a knock-out changes them by a rank-one term
+                base = self.readout(split.rest(u))[:, concepts].cpu().numpy()
                 for lo in range(0, x.nnz, _MAX_ROWS):
                     hi = min(x.nnz, lo + _MAX_ROWS)
                     genes = torch.from_numpy(x.indices[lo:hi].astype(np.int64)).to(self.device)
                     values = torch.from_numpy(x.data[lo:hi]).to(self.device)
-                    # knocking gene j out of cell i is the rank-one change u_i − x_ij W_{:,j}
-                    knocked = u[torch.from_numpy(rows[lo:hi]).to(self.device)] - values[:, None] * self.weight_t[genes]
-                    out[lo:hi] = self._from_first_layer(knocked)[:, concepts].cpu().numpy()
+                    # knocking gene j out of cell i: pre-activations u_i + b − x_ij W_{:,j}
+                    knocked = u.index_select(0, torch.from_numpy(rows[lo:hi]).to(self.device))
+                    knocked.addcmul_(values[:, None], self.weight_t.index_select(0, genes), value=-1.0)
+                    out[lo:hi] = self.readout(split.rest(knocked))[:, concepts].cpu().numpy()
         else:
+            base = self.activations(x)[:, concepts]
             for lo, hi, batch in _knocked_out_batches(x):
                 out[lo:hi] = self.activations(batch)[:, concepts]
         return base[rows] - out

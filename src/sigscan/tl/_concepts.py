@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -217,6 +217,10 @@ class ConceptModel:
         sae = self.module()
         with torch.no_grad():
             return (sae.decode(torch.from_numpy(codes.toarray())) * self.scale).numpy()
+
+    def with_rep(self, use_rep: str, **params: Any) -> ConceptModel:
+        """The same dictionary, recorded as encoding ``obsm[use_rep]`` (with ``params`` added to its parameters)."""
+        return replace(self, use_rep=use_rep, params={**self.params, **params})
 
     def weights(self) -> dict[str, np.ndarray]:
         """The parameters as numpy arrays (what ``uns`` stores)."""
@@ -539,16 +543,28 @@ def concepts(
         x = _embedding(adata, rep)
 
     if source is not None:
-        with timed(f"encoding {adata.n_obs} cells into {source.n_concepts} concepts"):
-            codes = source.encode(x)
-            fve = _variance_explained(x, source.reconstruct(x))
-        params = {**source.params, "encoded_with": "concepts_from"}
-        result = ConceptModel(**{**source.__dict__, "use_rep": rep, "params": params})
-        dead = 1.0 - np.unique(codes.indices).size / source.n_concepts
-        adata.obsm[key_added] = codes
-        adata.uns.setdefault("sigscan", {})[key_added] = _record(result, fve=fve, dead_fraction=dead, curve=None)
+        _write(adata, key_added, source.with_rep(rep, encoded_with="concepts_from"), x, curve=None)
         return None
+    trained, curve = _fit(
+        x, rep, n_concepts, k, n_epochs, batch_size, learning_rate, b_dec_init, random_state, torch_device
+    )
+    _write(adata, key_added, trained, x, curve=curve)
+    return None
 
+
+def _fit(
+    x: np.ndarray,
+    rep: str,
+    n_concepts: int,
+    k: int,
+    n_epochs: int | None,
+    batch_size: int,
+    learning_rate: float,
+    b_dec_init: str,
+    random_state: int,
+    device: torch.device,
+) -> tuple[ConceptModel, dict[str, np.ndarray]]:
+    """Resolve the training settings, standardise ``x`` and train the dictionary."""
     n_obs, d = x.shape
     centred = x - x.mean(axis=0, dtype=np.float64).astype(np.float32)
     scale = float(np.sqrt((centred.astype(np.float64) ** 2).sum() / (n_obs * d)))
@@ -571,7 +587,7 @@ def concepts(
         random_state=int(random_state),
     )
     with timed(f"training a Top-K sparse autoencoder ({n_concepts} concepts, k={k}) on {n_obs} cells"):
-        sae, curve = _train(x / scale, settings, torch_device)
+        sae, curve = _train(x / scale, settings, device)
     trained = ConceptModel(
         W_enc=sae.W_enc.detach().numpy().copy(),
         b_enc=sae.b_enc.detach().numpy().copy(),
@@ -582,10 +598,17 @@ def concepts(
         use_rep=rep,
         params=settings.as_params(),
     )
-    codes = trained.encode(x)
-    fve = _variance_explained(x, trained.reconstruct(x))
-    dead = 1.0 - np.unique(codes.indices).size / n_concepts
+    return trained, curve
+
+
+def _write(
+    adata: AnnData, key_added: str, model: ConceptModel, x: np.ndarray, *, curve: dict[str, np.ndarray] | None
+) -> None:
+    """Encode ``x``, measure the fit, and write ``obsm[key_added]`` and ``uns["sigscan"][key_added]``."""
+    with timed(f"encoding {x.shape[0]} cells into {model.n_concepts} concepts"):
+        codes = model.encode(x)
+        fve = _variance_explained(x, model.reconstruct(x))
+    dead = 1.0 - np.unique(codes.indices).size / model.n_concepts
     logger.info("    variance explained %.3f, dead concepts %.1f%%", fve, 100 * dead)
     adata.obsm[key_added] = codes
-    adata.uns.setdefault("sigscan", {})[key_added] = _record(trained, fve=fve, dead_fraction=dead, curve=curve)
-    return None
+    adata.uns.setdefault("sigscan", {})[key_added] = _record(model, fve=fve, dead_fraction=dead, curve=curve)
