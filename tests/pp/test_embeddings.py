@@ -50,7 +50,7 @@ def test_embeddings_from_backed_file_equal_in_memory(pbmc_small, scimilarity_mod
     pbmc_small.write_h5ad(path)
     backed = ad.read_h5ad(path, backed="r")
     ss.pp.embeddings(backed, scimilarity_model, batch_size=10, device="cpu", progress=False)
-    ss.pp.embeddings(pbmc_small, scimilarity_model, device="cpu", progress=False)
+    ss.pp.embeddings(pbmc_small, scimilarity_model, batch_size=10, device="cpu", progress=False)
     np.testing.assert_array_equal(backed.obsm["X_scimilarity"], pbmc_small.obsm["X_scimilarity"])
 
 
