@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -60,10 +62,12 @@ def train_demo_model(adata: Any, genes: list[str], *, name: str, max_epochs: int
         model.train(
             max_epochs=max_epochs, batch_size=256, accelerator="cpu", enable_progress_bar=False, early_stopping=False
         )
-    tmp = folder.with_name(folder.name + ".tmp")
+    tmp = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")  # one name per process: concurrent trainings
     model.save(str(tmp), overwrite=True, save_anndata=False)
-    if not folder.exists():
-        tmp.replace(folder)
+    try:
+        tmp.rename(folder)  # the first finished training wins; an equal one is simply dropped
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
     return SCVI(folder, name="scvi")
 
 
