@@ -122,7 +122,7 @@ def cell_cycle_contrast(
     >>> import scanpy as sc
     >>> import sigscan as ss
     >>> adata = ss.datasets.pbmc3k()[:600].copy()
-    >>> g2m, s = ss.datasets.gene_sets("tirosh_cell_cycle").values()
+    >>> s, g2m = ss.datasets.gene_sets("tirosh_cell_cycle").values()  # S phase first, then G2/M
     >>> lognorm = sc.pp.log1p(sc.pp.normalize_total(adata, inplace=False)["X"])
     >>> scored = sc.AnnData(lognorm, obs=adata.obs[[]], var=adata.var[[]])
     >>> sc.tl.score_genes_cell_cycle(scored, s_genes=s, g2m_genes=g2m)
