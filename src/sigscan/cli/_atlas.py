@@ -173,7 +173,9 @@ def run_build(args: argparse.Namespace) -> int:
     for path in args.inputs:
         if not os.path.exists(path) and not is_soma(path):
             raise FileNotFoundError(f"input {path} does not exist")
-    counts = {name: path for path, name in zip(args.inputs, names, strict=True) if not _holds_attributions(path, args.layer)}
+    counts = {
+        name: path for path, name in zip(args.inputs, names, strict=True) if not _holds_attributions(path, args.layer)
+    }
     if counts and args.model is None:
         raise ValueError(
             f"inputs {sorted(counts.values())} hold raw counts, not attributions: pass --model KIND:DIR to compute "

@@ -242,7 +242,7 @@ def rank_percentiles(
         Families to report: built-in names, a mapping of family name → genes (or → a built-in name, or → a mapping
         of group → genes for per-group families), or a GMT path. Built-in: ``"markers"`` (the top ``n_top``
         genes of each group by :func:`scanpy.tl.rank_genes_groups`, t-test on log-normalised expression, each group
-        scored on its own markers), ``"ribosomal"`` (RPL*/RPS*), ``"mitochondrial"`` (MT-*) and
+        scored on its own markers), ``"ribosomal"`` (``RPL*``/``RPS*``), ``"mitochondrial"`` (``MT-*``) and
         ``"transcription_factors"`` (the 1,639 human TFs of Lambert et al. 2018, shipped with sigscan).
     groupby
         ``obs`` column with the groups (e.g. cell type).
