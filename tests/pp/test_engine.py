@@ -9,7 +9,7 @@ from scipy import sparse
 
 import sigscan as ss
 from sigscan._engine import FastPath, attribute_captum, gauss_legendre
-from sigscan.pp import _engine
+from sigscan import _engine
 
 CPU = torch.device("cpu")
 MODELS = ["scimilarity", "scvi"]
