@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import sigscan as ss
 from sigscan._demo import _gene_space, train_demo_model
-from sigscan.pp._engine import ModelSettings
+from sigscan._engine import ModelSettings
 from sigscan.tl._concept_genes import _ConceptReadout, _Explainer
 
 N_CONCEPTS, K = 64, 8

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import benchmark_cells, matmul_gflops, pbmc_gene_order
 
 import sigscan as ss
-from sigscan.pp._engine import attribute_captum, inference_mode
+from sigscan._engine import attribute_captum, inference_mode
 
 SCTAB_GENES = 19_331
 SCTAB_UNITS = (512, 512, 256, 256, 64)

@@ -9,7 +9,8 @@ import pytest
 from scipy import sparse
 
 import sigscan as ss
-from sigscan.pp import _engine, _store
+from sigscan import _engine
+from sigscan.pp import _store
 
 PROVENANCE_KEYS = {
     "model",

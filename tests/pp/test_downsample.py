@@ -7,7 +7,7 @@ import pytest
 from scipy import sparse
 
 import sigscan as ss
-from sigscan.pp._downsample import thin_counts
+from sigscan._thinning import thin_counts
 
 
 def _replicated_cell(n_copies: int = 4000) -> sparse.csr_matrix:

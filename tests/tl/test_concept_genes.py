@@ -8,7 +8,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 import sigscan as ss
-from sigscan.pp._engine import ModelSettings
+from sigscan._engine import ModelSettings
 from sigscan.tl._concept_genes import _ConceptReadout, _Explainer
 
 

@@ -182,8 +182,8 @@ class Options:
     gene_ids: str | None
 
     def settings(self, model: AttributionModel, var: pd.DataFrame, device: str | None = None) -> Any:
-        """The resolved :class:`~sigscan.pp._engine.AttributionSettings` of ``model`` on ``var``."""
-        from ..pp._engine import AttributionSettings
+        """The resolved :class:`~sigscan._engine.AttributionSettings` of ``model`` on ``var``."""
+        from .._engine import AttributionSettings
 
         return AttributionSettings.resolve(
             model,
@@ -339,7 +339,7 @@ def _resolve_source(
         var, obs, n_obs = _read_var_obs(path)
         source = Source(name, "file", n_obs, path=path, layer=layer)
     elif hasattr(item, "obs") and hasattr(item, "var"):
-        from ..pp._engine import counts_matrix
+        from .._engine import counts_matrix
 
         if hasattr(item, "mod"):
             raise TypeError(f"source {name!r}: pass the RNA modality of a MuData (mdata.mod['rna']), not the MuData.")

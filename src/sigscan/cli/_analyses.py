@@ -9,9 +9,11 @@ from ._common import MODEL_HELP, load_model, read_anndata
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the sub-command."""
-    from ..tl._downsampling import DEFAULT_FRACTIONS
-    from ..tl._robustness_report import ANALYSES
+    import inspect
 
+    from ..tl import robustness_report
+
+    defaults = inspect.signature(robustness_report).parameters  # one place decides the defaults: the function
     parser = subparsers.add_parser(
         "analyses",
         help="robustness analyses of attributions vs expression, written as one report",
@@ -25,7 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--groupby", required=True, help="obs column with the cell types")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(
-        "--analyses", nargs="+", default=None, choices=list(ANALYSES), help="analyses to run (default: all that apply)"
+        "--analyses",
+        nargs="+",
+        default=None,
+        help="analyses to run: qc_correlation, rank_percentiles, downsampling, cell_cycle (default: all that apply)",
     )
     parser.add_argument("--method", default="ig", choices=("ig", "dl", "ixg"), help="attribution method")
     parser.add_argument("--layer", default=None, help="layer with raw counts (default X)")
@@ -33,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--fractions",
         nargs="+",
         type=float,
-        default=list(DEFAULT_FRACTIONS),
+        default=list(defaults["fractions"].default),
         help="shares of counts removed by the downsampling analysis (each in [0, 1))",
     )
     parser.add_argument("--phase-key", default=None, help="obs column with cell-cycle phases (G1/S/G2M)")

@@ -107,8 +107,12 @@ def _shard_name(path: str) -> str:
     return name
 
 
-def _holds_attributions(path: str) -> bool:
-    """Whether an input holds attributions (added as they are) rather than raw counts (computed with --model)."""
+def _holds_attributions(path: str, layer: str | None) -> bool:
+    """Whether an input holds attributions (added as they are) rather than raw counts (computed with --model).
+
+    It does when attributions are recorded in ``uns``, a layer has the attribution prefix, or ``--layer`` names one of
+    its layers.
+    """
     from .._attribution_layer import PREFIX
     from .._soma import is_soma
 
@@ -128,7 +132,7 @@ def _holds_attributions(path: str) -> bool:
     try:
         recorded = "uns" in handle and "sigscan" in handle["uns"] and "attributions" in handle["uns"]["sigscan"]
         layers = list(handle["layers"].keys()) if "layers" in handle else []
-        return bool(recorded) or any(k.startswith(PREFIX) for k in layers)
+        return bool(recorded) or any(k.startswith(PREFIX) for k in layers) or (layer is not None and layer in layers)
     finally:
         if hasattr(handle, "close"):
             handle.close()
@@ -169,7 +173,9 @@ def run_build(args: argparse.Namespace) -> int:
     for path in args.inputs:
         if not os.path.exists(path) and not is_soma(path):
             raise FileNotFoundError(f"input {path} does not exist")
-    counts = {name: path for path, name in zip(args.inputs, names, strict=True) if not _holds_attributions(path)}
+    counts = {
+        name: path for path, name in zip(args.inputs, names, strict=True) if not _holds_attributions(path, args.layer)
+    }
     if counts and args.model is None:
         raise ValueError(
             f"inputs {sorted(counts.values())} hold raw counts, not attributions: pass --model KIND:DIR to compute "

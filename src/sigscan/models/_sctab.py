@@ -320,7 +320,7 @@ class ScTabSSL(TorchEncoder):
     def first_linear(self) -> FirstLinear | None:
         """The exact fast path with autograd over the layers after the first.
 
-        The hand-derived chain of :mod:`sigscan.pp._mlp` is not offered here: on these 512-512-256-256-64 MLPs it
+        The hand-derived chain of :mod:`sigscan._engine._mlp` is not offered here: on these 512-512-256-256-64 MLPs it
         measured 20-35% slower than autograd for IG (ReLU and SELU alike; 256 PBMC3k cells, 50 steps, CPU).
         """
         split = super().first_linear()

@@ -94,7 +94,7 @@ def qc_correlation(
     save: str | os.PathLike | None = None,
     return_fig: bool = False,
 ) -> Any:
-    """Absolute Spearman correlation of set scores with QC metrics: one panel per metric, bars per method and baseline.
+    """Absolute Spearman correlation between set scores and QC metrics per group: one panel per metric, bars per method and baseline.
 
     Parameters
     ----------

@@ -25,7 +25,7 @@ from anndata import AnnData
 from scipy import sparse
 
 from .._gene_sets import GeneSetSpec, read_gene_sets
-from .._report import _write_atomic
+from .._utils import written_aside
 
 #: genes kept per concept (the list the page shows and searches)
 N_TOP_GENES = 50
@@ -101,7 +101,8 @@ def concept_explorer(
     page = render_page(payload)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(target, page.encode("utf-8"))
+    with written_aside(target) as tmp:
+        tmp.write_bytes(page.encode("utf-8"))
     return target
 
 

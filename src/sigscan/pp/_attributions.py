@@ -13,10 +13,10 @@ from scipy import sparse
 from tqdm.auto import tqdm
 
 from .._docs import doc_adata, doc_copy, doc_layer_counts, doc_params
+from .._engine import AttributionSettings, counts_matrix
 from .._logging import logger, timed
 from .._soma import SomaRows, is_soma
 from .._stream import iter_row_batches
-from ._engine import AttributionSettings, counts_matrix
 from ._store import open_output
 
 if TYPE_CHECKING:

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from .._engine import AttributionSettings, counts_matrix, summation_head_values
 from .._stream import iter_row_batches
-from ._engine import AttributionSettings, counts_matrix, summation_head_values
 
 if TYPE_CHECKING:
     from anndata import AnnData

@@ -5,46 +5,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from scipy import sparse
 from tqdm.auto import tqdm
 
 from .._docs import doc_adata, doc_copy, doc_layer_counts, doc_params
+from .._engine import ModelSettings, counts_matrix, embed_batch
 from .._logging import timed
 from .._stream import iter_row_batches
-from ._engine import ModelSettings, _csr_tensor, _transposed, counts_matrix
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
-    from ..models import AttributionModel, FirstLinear
-
-
-def embed_batch(model: AttributionModel, x: sparse.csr_matrix, device: torch.device) -> np.ndarray:
-    """Embeddings (float32, cells × ``embedding_dim``) of one batch of model input ``x`` (CSR, cells × model genes).
-
-    Encoders whose first operation is a Linear layer take the sparse product ``x Wᵀ`` (cost ∝ non-zeros) and run
-    only the rest of the network; others get the model's own (dense per batch) input.
-    """
-    with torch.no_grad():
-        split = model.first_linear()
-        if split is not None:
-            out = _first_linear_embedding(split, x, device)
-            if model.l2_normalized:
-                out = torch.nn.functional.normalize(out, p=2, dim=1)
-        else:
-            prepared = model.attribution_inputs(x, device)
-            out = model.forward_inputs(prepared.inputs, *prepared.extra, normalize=True)
-    return out.detach().to("cpu", torch.float32).numpy()
-
-
-def _first_linear_embedding(split: FirstLinear, x: sparse.csr_matrix, device: torch.device) -> torch.Tensor:
-    weight_t = _transposed(split.weight)
-    if x.nnz:
-        u = torch.sparse.mm(_csr_tensor(x, device), weight_t)
-    else:
-        u = torch.zeros(x.shape[0], weight_t.shape[1], device=device, dtype=weight_t.dtype)
-    return split.rest(u if split.bias is None else u + split.bias)
+    from ..models import AttributionModel
 
 
 @doc_params(adata=doc_adata, layer=doc_layer_counts, copy=doc_copy)

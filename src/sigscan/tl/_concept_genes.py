@@ -12,19 +12,19 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._docs import doc_adata, doc_layer_counts, doc_params
-from .._logging import timed
-from .._utils import as_csr_float32
-from ..pp._embeddings import embed_batch
-from ..pp._engine import (
+from .._engine import (
     ModelSettings,
     SummationHead,
-    _csr_tensor,
-    _hidden_gradient,
-    _quiet_captum,
-    _sampled_rowdot,
-    _transposed,
     counts_matrix,
+    csr_tensor,
+    embed_batch,
+    gene_rowdots,
+    hidden_gradient,
+    quiet_captum,
+    transposed_weight,
 )
+from .._logging import timed
+from .._utils import as_csr_float32
 from ._concepts import ConceptModel, TopKSAE
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class _Explainer:
         self.model, self.readout, self.device = model, readout, device
         self.split = model.first_linear() if fast else None
         if self.split is not None:
-            self.weight_t = _transposed(self.split.weight).to(device)
+            self.weight_t = transposed_weight(self.split.weight).to(device)
 
     # --- the first-layer decomposition ----------------------------------------------------------------------------
 
@@ -65,7 +65,7 @@ class _Explainer:
         """``u = x Wᵀ`` without bias (cost ∝ non-zeros)."""
         if x.nnz == 0:
             return torch.zeros(x.shape[0], self.weight_t.shape[1], device=self.device, dtype=self.weight_t.dtype)
-        return torch.sparse.mm(_csr_tensor(x, self.device), self.weight_t)
+        return torch.sparse.mm(csr_tensor(x, self.device), self.weight_t)
 
     def _from_first_layer(self, u: torch.Tensor) -> torch.Tensor:
         """Pre-top-k activations (all concepts) from first-layer outputs ``u`` (no bias)."""
@@ -122,8 +122,8 @@ class _Explainer:
             head = SummationHead(nn.ModuleList([self.split.rest, self.readout]), self._from_first_layer)
             u = self._first_layer(x)
             with torch.enable_grad():
-                hidden = _hidden_gradient(head, u, selector, "ig", n_steps).detach()
-            return x.data * _sampled_rowdot(x, hidden, self.weight_t)
+                hidden = hidden_gradient(head, u, selector, "ig", n_steps).detach()
+            return x.data * gene_rowdots(x, hidden, self.weight_t)
         return self._integrated_gradients_captum(x, selector, n_steps)
 
     def _integrated_gradients_captum(self, x: sparse.csr_matrix, selector: torch.Tensor, n_steps: int) -> np.ndarray:
@@ -137,7 +137,7 @@ class _Explainer:
             return self.readout(model.forward_inputs(inputs, *extra, normalize=False))
 
         head = SummationHead(nn.ModuleList([model.module, self.readout]), forward)
-        with torch.enable_grad(), _quiet_captum():
+        with torch.enable_grad(), quiet_captum():
             attr = IntegratedGradients(head, multiply_by_inputs=True).attribute(
                 prepared.inputs,
                 baselines=torch.zeros_like(prepared.inputs),
@@ -328,7 +328,7 @@ def concept_genes(
     >>> adata.varm["concepts_genes"].shape
     (32738, 16)
     """
-    from ..pp._engine import check_model
+    from .._engine import check_model
 
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; use 'counterfactual' or 'ig'.")

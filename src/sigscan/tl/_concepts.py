@@ -399,7 +399,7 @@ def _resolve_rep(adata: AnnData, model: AttributionModel | None, use_rep: str | 
                 "embeddings ss.pp.embeddings computes first)."
             )
         return use_rep, False
-    from ..pp._engine import check_model
+    from .._engine import check_model
 
     check_model(model)
     key = use_rep or f"X_{model.name}"

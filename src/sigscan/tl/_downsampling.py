@@ -12,11 +12,11 @@ from scipy import sparse
 from scipy.stats import rankdata
 
 from .._docs import doc_adata, doc_layer_counts, doc_params
+from .._engine import counts_matrix
 from .._logging import logger, timed
+from .._thinning import check_fraction, thin_counts
 from .._utils import as_csr_float32, scale_rows
 from .._validation import check_counts
-from ..pp._downsample import check_fraction, thin_counts
-from ..pp._engine import counts_matrix
 
 if TYPE_CHECKING:
     from anndata import AnnData

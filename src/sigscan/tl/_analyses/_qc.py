@@ -88,7 +88,7 @@ def qc_correlation(
     expression_layer: str | None = None,
     key_added: str = "qc_correlation",
 ) -> pd.DataFrame:
-    """Absolute Spearman correlation of each cell's gene-set score with its QC metrics, per group (the paper's QC test).
+    """Absolute Spearman correlation between each cell's gene-set score and its QC metrics, per group (the SIGnature paper's QC test).
 
     For every group of ``groupby`` with a gene set, and every scoring method, the Spearman correlation over the
     group's cells between the set score and each QC metric (total counts, genes detected, % mitochondrial counts),
@@ -127,8 +127,8 @@ def qc_correlation(
     Tidy table, one row per group × method × kind × QC metric: ``group``, ``gene_set``, ``method``, ``reads``
     (``"attribution"`` or ``"expression"``), ``layer`` (matrix scored), ``kind`` (``"gene_set"`` or ``"shuffled"``),
     ``qc``, ``spearman`` (signed; for the baseline the mean over relabellings), ``abs_spearman`` (for the baseline the
-    mean absolute Spearman over relabellings), ``abs_spearman_sd`` (its standard deviation over relabellings),
-    ``n_cells``, ``n_genes``, ``n_shuffles``. ``X`` and the layers are not modified.
+    mean absolute Spearman over relabellings), ``abs_spearman_sd`` (its standard deviation over relabellings), ``n_cells``,
+    ``n_genes``, ``n_shuffles``. ``X`` and the layers are not modified.
 
     Examples
     --------

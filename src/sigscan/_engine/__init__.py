@@ -92,7 +92,7 @@ def _rest_head(split: FirstLinear, normalize: bool) -> SummationHead:
 
 
 @contextmanager
-def _quiet_captum():
+def quiet_captum():
     """Silence captum's per-call advice (gradient requirements, DeepLift hook notes); errors still surface."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module=r"captum\..*")
@@ -100,7 +100,7 @@ def _quiet_captum():
         yield
 
 
-def _csr_tensor(x: sparse.csr_matrix, device: torch.device) -> torch.Tensor:
+def csr_tensor(x: sparse.csr_matrix, device: torch.device) -> torch.Tensor:
     return torch.sparse_csr_tensor(
         torch.from_numpy(x.indptr.astype(np.int64)),
         torch.from_numpy(x.indices.astype(np.int64)),
@@ -109,7 +109,7 @@ def _csr_tensor(x: sparse.csr_matrix, device: torch.device) -> torch.Tensor:
     ).to(device)
 
 
-def _hidden_gradient(head: SummationHead, u: torch.Tensor, w: torch.Tensor, method: str, n_steps: int) -> torch.Tensor:
+def hidden_gradient(head: SummationHead, u: torch.Tensor, w: torch.Tensor, method: str, n_steps: int) -> torch.Tensor:
     """``ḡ`` in hidden space such that the gene attribution is ``x ⊙ (ḡ W)``."""
     n = u.shape[0]
     if method == "ixg":
@@ -120,7 +120,7 @@ def _hidden_gradient(head: SummationHead, u: torch.Tensor, w: torch.Tensor, meth
         from captum.attr import DeepLift
 
         deeplift = DeepLift(head, multiply_by_inputs=False)
-        with _quiet_captum():
+        with quiet_captum():
             return deeplift.attribute(u, baselines=torch.zeros_like(u), additional_forward_args=(w,))
     alphas, step_sizes = gauss_legendre(n_steps)
     alphas_t = torch.as_tensor(alphas, dtype=u.dtype, device=u.device)
@@ -138,7 +138,7 @@ def _hidden_gradient(head: SummationHead, u: torch.Tensor, w: torch.Tensor, meth
     return total
 
 
-def _sampled_rowdot(x: sparse.csr_matrix, hidden: torch.Tensor, weight_t: torch.Tensor) -> np.ndarray:
+def gene_rowdots(x: sparse.csr_matrix, hidden: torch.Tensor, weight_t: torch.Tensor) -> np.ndarray:
     """For every non-zero (i, j) of ``x``: ``hidden[i] · weight_t[j]``.
 
     Only the genes expressed somewhere in the batch are multiplied (one GEMM over that union), so the dense
@@ -158,7 +158,7 @@ def _sampled_rowdot(x: sparse.csr_matrix, hidden: torch.Tensor, weight_t: torch.
 _TRANSPOSED: dict[int, tuple[weakref.ref, tuple, torch.Tensor]] = {}
 
 
-def _transposed(weight: torch.Tensor) -> torch.Tensor:
+def transposed_weight(weight: torch.Tensor) -> torch.Tensor:
     """Contiguous ``weight.T``, cached until the weight is replaced or modified (version counter)."""
     key = (weight.data_ptr(), weight._version, weight.device)
     cached = _TRANSPOSED.get(id(weight))
@@ -184,7 +184,7 @@ class FastPath:
         self.normalize = normalize
         self.device = device
         self.head = _rest_head(split, normalize)
-        self.weight_t = _transposed(split.weight)  # genes × hidden: one row per gene
+        self.weight_t = transposed_weight(split.weight)  # genes × hidden: one row per gene
         self.weight_t_numpy = self.weight_t.numpy() if device.type == "cpu" else None
         self.chain = (
             compile_chain(list(split.modules), split.bias, split.weight[:, 0]) if split.modules is not None else None
@@ -196,7 +196,7 @@ class FastPath:
             return torch.from_numpy(sparse_dense_mm(by_gene, x.shape[0], self.weight_t_numpy))
         if x.nnz == 0:
             return torch.zeros(x.shape[0], self.weight_t.shape[1], device=self.device)
-        return torch.sparse.mm(_csr_tensor(x, self.device), self.weight_t)
+        return torch.sparse.mm(csr_tensor(x, self.device), self.weight_t)
 
     def hidden_gradient(self, u: torch.Tensor, *, method: str, n_steps: int) -> torch.Tensor:
         """``ḡ`` such that the gene attribution is ``x ⊙ (ḡ W)``."""
@@ -204,7 +204,7 @@ class FastPath:
             with torch.no_grad():
                 w = self.head._forward(u)
             with torch.enable_grad():
-                return _hidden_gradient(self.head, u, w, method, n_steps).detach()
+                return hidden_gradient(self.head, u, w, method, n_steps).detach()
         if method == "ig":
             alphas, sizes = (torch.as_tensor(v, dtype=u.dtype, device=u.device) for v in gauss_legendre(n_steps))
         else:
@@ -229,7 +229,7 @@ class FastPath:
         if by_gene is not None:
             dots = sampled_rowdot(by_gene, hidden.numpy(), self.weight_t_numpy)
         else:
-            dots = _sampled_rowdot(x, hidden, self.weight_t)
+            dots = gene_rowdots(x, hidden, self.weight_t)
         values = x.data * dots
         return sparse.csr_matrix((values.astype(np.float32), x.indices.copy(), x.indptr.copy()), shape=x.shape)
 
@@ -257,7 +257,7 @@ def attribute_captum(
     with torch.no_grad():
         w = forward(inputs, *prepared.extra)
     args = (w, *prepared.extra)
-    with torch.enable_grad(), _quiet_captum():
+    with torch.enable_grad(), quiet_captum():
         if method == "ig":
             attr = IntegratedGradients(head, multiply_by_inputs=True).attribute(
                 inputs,
@@ -565,3 +565,30 @@ def make_engine(
     if engine not in ("fast", "captum"):
         raise ValueError(f"Unknown engine {engine!r}; use 'fast' or 'captum'.")
     return (FastPath if engine == "fast" else CaptumPath)(model, normalize=normalize, device=device)
+
+
+def embed_batch(model: AttributionModel, x: sparse.csr_matrix, device: torch.device) -> np.ndarray:
+    """Embeddings (float32, cells × ``embedding_dim``) of one batch of model input ``x`` (CSR, cells × model genes).
+
+    Encoders whose first operation is a Linear layer take the sparse product ``x Wᵀ`` (cost ∝ non-zeros) and run
+    only the rest of the network; others get the model's own (dense per batch) input.
+    """
+    with torch.no_grad():
+        split = model.first_linear()
+        if split is not None:
+            out = _first_linear_embedding(split, x, device)
+            if model.l2_normalized:
+                out = torch.nn.functional.normalize(out, p=2, dim=1)
+        else:
+            prepared = model.attribution_inputs(x, device)
+            out = model.forward_inputs(prepared.inputs, *prepared.extra, normalize=True)
+    return out.detach().to("cpu", torch.float32).numpy()
+
+
+def _first_linear_embedding(split: FirstLinear, x: sparse.csr_matrix, device: torch.device) -> torch.Tensor:
+    weight_t = transposed_weight(split.weight)
+    if x.nnz:
+        u = torch.sparse.mm(csr_tensor(x, device), weight_t)
+    else:
+        u = torch.zeros(x.shape[0], weight_t.shape[1], device=device, dtype=weight_t.dtype)
+    return split.rest(u if split.bias is None else u + split.bias)
