@@ -8,8 +8,8 @@ import torch
 from scipy import sparse
 
 import sigscan as ss
-from sigscan._engine import FastPath, attribute_captum, gauss_legendre
 from sigscan import _engine
+from sigscan._engine import FastPath, attribute_captum, gauss_legendre
 
 CPU = torch.device("cpu")
 MODELS = ["scimilarity", "scvi"]
