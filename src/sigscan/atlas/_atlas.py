@@ -19,6 +19,7 @@ from ._input import map_to_gene_order, read_input
 from ._integrity import (
     check_scores,
     check_slice,
+    discard_if_empty,
     find_orphans,
     remove_path,
     removed_error,
@@ -81,6 +82,38 @@ class Atlas:
         self._readers: dict[str, tuple[str, ShardReader]] = {}
 
     # --- creation ------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def exists(cls, path: str | os.PathLike, *, storage_options: dict[str, Any] | None = None) -> bool:
+        """Whether ``path`` holds an atlas (its manifest).
+
+        Examples
+        --------
+        >>> import tempfile, sigscan as ss
+        >>> path = tempfile.mkdtemp() + "/atlas"
+        >>> ss.Atlas.exists(path)
+        False
+        >>> _ = ss.Atlas.create(path, gene_order=["A", "B"])
+        >>> ss.Atlas.exists(path)
+        True
+        """
+        return Location(path, storage_options).exists(MANIFEST)
+
+    def discard_if_empty(self, *, remove_folder: bool = False) -> bool:
+        """Delete this atlas when it holds no shard, no running write and no finished build blocks.
+
+        For tidying up after a failed first build (``sigscan atlas build`` does this): the atlas's files go, and with
+        ``remove_folder=True`` the folder too. An atlas with anything to keep or resume is left as it is.
+        Returns whether it was deleted.
+
+        Examples
+        --------
+        >>> import tempfile, sigscan as ss
+        >>> atlas = ss.Atlas.create(tempfile.mkdtemp() + "/atlas", gene_order=["A", "B"])
+        >>> atlas.discard_if_empty(remove_folder=True)
+        True
+        """
+        return discard_if_empty(self.location, remove_folder)
 
     @classmethod
     def create(

@@ -130,18 +130,17 @@ def _name_of(path: str) -> str:
 def expand_sources(sources: Any) -> list[tuple[str, Any]]:
     """``(name, source)`` pairs from a mapping, one source, or a sequence (a folder expands to its h5ad/zarr files)."""
     if isinstance(sources, Mapping):
-        pairs = [(str(k), v) for k, v in sources.items()]
+        pairs = []
+        for key, value in sources.items():  # a folder of inputs expands to its files; a single input keeps its name
+            inside = _folder_inputs(value)
+            pairs.extend(inside if inside is not None else [(str(key), value)])
     else:
         items = [sources] if isinstance(sources, str | os.PathLike) or hasattr(sources, "obs") else list(sources)
         pairs = []
         for item in items:
-            if isinstance(item, str | os.PathLike) and os.path.isdir(item) and not _is_single_store(str(item)):
-                inside = sorted(p for p in Path(item).iterdir() if p.suffix in (".h5ad", ".zarr"))
-                if not inside:
-                    raise FileNotFoundError(
-                        f"{item} holds no .h5ad files or .zarr stores (and is not a SOMA experiment)."
-                    )
-                pairs.extend((_name_of(str(p)), str(p)) for p in inside)
+            inside = _folder_inputs(item)
+            if inside is not None:
+                pairs.extend(inside)
             elif isinstance(item, str | os.PathLike):
                 pairs.append((_name_of(str(item)), str(item)))
             else:
@@ -154,6 +153,16 @@ def expand_sources(sources: Any) -> list[tuple[str, Any]]:
         repeated = sorted({n for n in names if names.count(n) > 1})
         raise ValueError(f"Shard names repeat ({repeated}); pass sources as a mapping {{name: source}}.")
     return pairs
+
+
+def _folder_inputs(item: Any) -> list[tuple[str, str]] | None:
+    """``(name, path)`` of the h5ad files and zarr stores in a folder of inputs; ``None`` when ``item`` is not one."""
+    if not (isinstance(item, str | os.PathLike) and os.path.isdir(item) and not _is_single_store(str(item))):
+        return None
+    inside = sorted(p for p in Path(item).iterdir() if p.suffix in (".h5ad", ".zarr"))
+    if not inside:
+        raise FileNotFoundError(f"{item} holds no .h5ad files or .zarr stores (and is not a SOMA experiment).")
+    return [(_name_of(str(p)), str(p)) for p in inside]
 
 
 def _is_single_store(path: str) -> bool:

@@ -162,8 +162,6 @@ def run_build(args: argparse.Namespace) -> int:
 
     from .._soma import is_soma
     from ..atlas import Atlas
-    from ..atlas._location import Location
-    from ..atlas._manifest import MANIFEST
 
     names = args.names or [_shard_name(p) for p in args.inputs]
     if len(names) != len(args.inputs):
@@ -181,9 +179,8 @@ def run_build(args: argparse.Namespace) -> int:
             f"inputs {sorted(counts.values())} hold raw counts, not attributions: pass --model KIND:DIR to compute "
             "their attributions"
         )
-    location = Location(args.dir)
-    created = not location.exists(MANIFEST)
-    fresh_folder = not location.exists()
+    created = not Atlas.exists(args.dir)
+    fresh_folder = "://" not in str(args.dir) and not os.path.exists(args.dir)
     if not created:
         atlas = Atlas(args.dir)
     elif args.model is not None:
@@ -202,19 +199,11 @@ def run_build(args: argparse.Namespace) -> int:
         for path, name in tqdm(ready, desc="adding shards", unit="shard", disable=not ready):
             atlas.add(path, name=name, layer=args.layer, overwrite=args.overwrite)
         if counts:
-            # a folder of inputs expands to its files (named after them); single inputs keep their --names
-            sources: dict[str, str] = {}
-            from ..atlas._build import expand_sources
-
-            for name, path in counts.items():
-                expanded = expand_sources([path])
-                single = len(expanded) == 1 and expanded[0][1] == str(path)
-                sources.update([(name, path)] if single else expanded)
             client, closing = _client(args)
             try:
-                Atlas.build(
+                Atlas.build(  # a folder of inputs expands to its files (named after them); others keep their --names
                     args.dir,
-                    sources,
+                    counts,
                     args.model,
                     method=args.method,
                     n_steps=args.n_steps,
@@ -235,9 +224,7 @@ def run_build(args: argparse.Namespace) -> int:
             atlas.refresh()
     except BaseException:
         if created:  # a failed build leaves no empty atlas behind (shards already added stay: rerun to resume)
-            from ..atlas._integrity import discard_if_empty
-
-            discard_if_empty(location, fresh_folder)
+            atlas.discard_if_empty(remove_folder=fresh_folder)
         raise
     print(f"{args.dir}: {len(atlas.shard_names)} shards, {atlas.n_cells} cells")
     return 0
