@@ -734,7 +734,8 @@ class Atlas:
         sources
             Raw counts: ``.h5ad`` files or AnnData zarr stores, a folder of them, or a mapping ``{name: source}``
             whose values may also be AnnData objects and TileDB-SOMA experiments (URI or open ``Experiment``).
-            Shards are named by the mapping's keys or the file names.
+            Shards are named by the mapping's keys or the file names; a folder of inputs (also as a mapping value)
+            expands to one shard per file, named after the file.
         model
             A :mod:`sigscan.models` wrapper, or ``"KIND:DIR"`` (e.g. ``"scimilarity:./model"``) for workers to load it
             from a folder they can reach (cheaper than sending the weights).
