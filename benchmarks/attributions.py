@@ -8,6 +8,10 @@ fraction of the FLOP limit (FLOPs per cell of the exact fast path ÷ measured ma
     python benchmarks/attributions.py                 # full comparison (needs benchmarks/requirements.txt)
     python benchmarks/attributions.py --no-reference  # sigscan only
     python benchmarks/attributions.py --memory 100000 # adds the 100k-cell backed-file peak-RSS check
+    python benchmarks/attributions.py --profile       # adds where sigscan's time goes, stage by stage
+
+Each figure is the median of several calls (``--repeats``, ``--reference-repeats``; the machines are shared and
+noisy), with the range in the JSON rows. The FLOP limit is printed for every method.
 
 The scGPT row comes from benchmarks/scgpt.py, the scFoundation and SSL-scTab rows from benchmarks/foundation.py.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -52,32 +57,81 @@ def _model_dir() -> Path:
     return path
 
 
-def _worker(kind: str, method: str, n_cells: int, batch_size: int, out: str) -> None:
+def _worker(kind: str, method: str, n_cells: int, batch_size: int, repeats: int, out: str) -> None:
     import sigscan as ss
 
     model = ss.models.SCimilarity(_model_dir())
     adata = benchmark_cells(n_cells)
     x = model.prepare(adata)  # log-normalised, aligned: the same input for both packages
+    seconds = []
     if kind == "sigscan":
         ss.pp.attributions(adata[:8].copy(), model, method=method, progress=False)  # warm-up (numba compile)
-        start = time.perf_counter()
-        ss.pp.attributions(adata, model, method=method, batch_size=batch_size or None, progress=False)
-        seconds = time.perf_counter() - start
+        for _ in range(repeats):
+            start = time.perf_counter()
+            ss.pp.attributions(adata, model, method=method, batch_size=batch_size or None, progress=False)
+            seconds.append(time.perf_counter() - start)
         result = model.align(adata.var).to_model(adata.layers[f"attr_scimilarity_{method}"])
     else:
         from SIGnature.models.scimilarity import SCimilarityWrapper
 
         wrapper = SCimilarityWrapper(str(_model_dir()), use_gpu=False)
-        start = time.perf_counter()
-        result = wrapper.calculate_attributions(x, method=method, batch_size=batch_size, disable_tqdm=True)
-        seconds = time.perf_counter() - start
+        for _ in range(repeats):
+            start = time.perf_counter()
+            result = wrapper.calculate_attributions(x, method=method, batch_size=batch_size, disable_tqdm=True)
+            seconds.append(time.perf_counter() - start)
     sparse.save_npz(out, sparse.csr_matrix(result, dtype=np.float32))
-    print(json.dumps({"seconds": seconds, "cells_per_s": n_cells / seconds, "peak_rss_gb": peak_rss_gb()}))
+    rates = sorted(n_cells / s for s in seconds)
+    print(
+        json.dumps(
+            {
+                "cells_per_s": float(np.median(rates)),
+                "cells_per_s_range": [rates[0], rates[-1]],
+                "repeats": repeats,
+                "peak_rss_gb": peak_rss_gb(),
+            }
+        )
+    )
+
+
+#: where a fast-path call spends its time: stage name → the functions whose cumulative time it is
+_STAGES = {
+    "model input (align, log-normalise)": ("model_input",),
+    "group non-zeros by gene": ("from_csr",),
+    "first layer x Wᵀ (sparse + dense genes)": ("sparse_dense_mm",),
+    "dense chain (forward + backward)": ("hidden_gradient",),
+    "gene gather ḡ·W_j at the non-zeros": ("sampled_rowdot",),
+    "abs + scale rows to 1000": ("scale_rows",),
+    "back to the data's genes": ("to_data",),
+}
+
+
+def _profile_worker(method: str, n_cells: int, batch_size: int) -> None:
+    """Time one call's stages with cProfile (after a warm-up call); print them as JSON."""
+    import cProfile
+    import pstats
+
+    import sigscan as ss
+
+    model = ss.models.SCimilarity(_model_dir())
+    adata = benchmark_cells(n_cells)
+    ss.pp.attributions(adata, model, method=method, batch_size=batch_size or None, progress=False)
+    profile = cProfile.Profile()
+    profile.enable()
+    ss.pp.attributions(adata, model, method=method, batch_size=batch_size or None, progress=False)
+    profile.disable()
+    stats = pstats.Stats(profile).stats  # (file, line, name) → (calls, primitive calls, tottime, cumtime, callers)
+    cumulative: dict[str, float] = {}
+    for (_, _, name), (_, _, _, cumtime, _) in stats.items():
+        cumulative[name] = max(cumulative.get(name, 0.0), cumtime)
+    total = cumulative.get("attributions", 0.0)
+    stages = {stage: sum(cumulative.get(f, 0.0) for f in functions) for stage, functions in _STAGES.items()}
+    stages["everything else (checks, AnnData, provenance)"] = total - sum(stages.values())
+    print(json.dumps({"total_s": total, "stages": stages}))
 
 
 def _flops_per_cell(nnz_per_cell: float, n_steps: int) -> float:
     """Multiply-adds ×2 of the exact fast path: first layer, n_steps × (forward + input-gradient) of the rest,
-    and the gene-space map at the non-zeros."""
+    and the gene-space map at the non-zeros (IG: ``n_steps`` path points; DeepLIFT and IxG: one)."""
     sizes = [*HIDDEN, LATENT]
     dense = sum(a * b for a, b in itertools.pairwise(sizes))
     return 2 * nnz_per_cell * HIDDEN[0] * 2 + n_steps * 2 * dense * 2
@@ -165,14 +219,24 @@ def main() -> None:
         action="store_true",
         help="skip the scFoundation and SSL-scTab rows (benchmarks/foundation.py)",
     )
+    parser.add_argument("--repeats", type=int, default=5, help="timed sigscan calls per method (median reported)")
+    parser.add_argument(
+        "--reference-repeats",
+        type=int,
+        default=3,
+        help="timed reference calls per method (median reported; IG: 1, it takes minutes)",
+    )
+    parser.add_argument("--profile", action="store_true", help="also print where sigscan's time goes, per method")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        kind, method, n_cells, batch_size, out = args.worker
+        kind, method, n_cells, batch_size, *rest = args.worker
         if kind == "memory":
-            _memory_worker(method, out)
+            _memory_worker(method, rest[0])
+        elif kind == "profile":
+            _profile_worker(method, int(n_cells), int(batch_size))
         else:
-            _worker(kind, method, int(n_cells), int(batch_size), out)
+            _worker(kind, method, int(n_cells), int(batch_size), int(rest[0]), rest[1])
         return
 
     import torch
@@ -190,21 +254,46 @@ def main() -> None:
     rows = []
     for method in args.methods:
         ours_out = workdir() / f"sigscan_{method}.npz"
-        ours = run_worker(__file__, "sigscan", method, str(args.cells), str(args.batch_size or 0), str(ours_out))
-        row = {"method": method, "sigscan_cells_per_s": ours["cells_per_s"], "sigscan_rss_gb": ours["peak_rss_gb"]}
+        ours = run_worker(
+            __file__,
+            "sigscan",
+            method,
+            str(args.cells),
+            str(args.batch_size or 0),
+            str(args.repeats),
+            str(ours_out),
+        )
+        row = {
+            "method": method,
+            "sigscan_cells_per_s": ours["cells_per_s"],
+            "sigscan_range": ours["cells_per_s_range"],
+            "sigscan_rss_gb": ours["peak_rss_gb"],
+        }
         if not args.no_reference:
             ref_out = workdir() / f"reference_{method}.npz"
+            repeats = 1 if method == "ig" else args.reference_repeats
             ref = run_worker(
-                __file__, "reference", method, str(args.cells), str(args.reference_batch_size), str(ref_out)
+                __file__,
+                "reference",
+                method,
+                str(args.cells),
+                str(args.reference_batch_size),
+                str(repeats),
+                str(ref_out),
             )
-            row |= {"reference_cells_per_s": ref["cells_per_s"], "reference_rss_gb": ref["peak_rss_gb"]}
+            row |= {
+                "reference_cells_per_s": ref["cells_per_s"],
+                "reference_range": ref["cells_per_s_range"],
+                "reference_rss_gb": ref["peak_rss_gb"],
+            }
             row["speedup"] = ours["cells_per_s"] / ref["cells_per_s"]
             if method == "ig":  # dl/ixg: the reference explains the normalised head, whose gradient is noise (SPEC 1.1)
                 row |= _agreement(sparse.load_npz(ours_out), sparse.load_npz(ref_out), args.cells)
-        if method == "ig":
-            limit = gflops * 1e9 / _flops_per_cell(nnz_per_cell, 50)
-            row["flop_limit_cells_per_s"] = limit
-            row["fraction_of_flop_limit"] = ours["cells_per_s"] / limit
+        limit = gflops * 1e9 / _flops_per_cell(nnz_per_cell, 50 if method == "ig" else 1)
+        row["flop_limit_cells_per_s"] = limit
+        row["fraction_of_flop_limit"] = ours["cells_per_s"] / limit
+        if args.profile:
+            row["profile"] = run_worker(__file__, "profile", method, str(args.cells), str(args.batch_size or 0))
         rows.append(row)
         print(json.dumps(row))
 
@@ -230,6 +319,18 @@ def main() -> None:
         print(
             f"{row['method']:6s}  {row['sigscan_cells_per_s']:15.1f}  ({row['sigscan_rss_gb']:.1f} GB)  {ref}  {'; '.join(notes)}"
         )
+    print(
+        f"(medians of {args.repeats} sigscan and {args.reference_repeats} reference calls, IG reference: 1; "
+        f"load average at the end {os.getloadavg()[0]:.2f})"
+    )
+    profiled = [row for row in rows if "profile" in row]
+    if profiled:
+        print("\nwhere sigscan's time goes (ms per call, one profiled call after a warm-up)")
+        stages = list(profiled[0]["profile"]["stages"])
+        print(f"{'stage':48s}" + "".join(f"{row['method']:>9s}" for row in profiled))
+        for stage in stages:
+            print(f"{stage:48s}" + "".join(f"{1000 * row['profile']['stages'][stage]:9.1f}" for row in profiled))
+        print(f"{'total':48s}" + "".join(f"{1000 * row['profile']['total_s']:9.1f}" for row in profiled))
 
     if args.memory:
         mem = _memory_check(args.memory, args.memory_method)

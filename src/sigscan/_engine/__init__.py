@@ -27,7 +27,7 @@ from .._genes import GeneAlignment
 from .._utils import scale_rows, sha256_strings
 from .._validation import check_counts
 from ..models import AttributionModel, FirstLinear
-from ._kernels import GeneMajor, sampled_rowdot, sparse_dense_mm
+from ._kernels import GeneMajor, dense_weights, sampled_rowdot, sparse_dense_mm
 from ._mlp import chain_embedding, chain_hidden_gradient, compile_chain
 
 if TYPE_CHECKING:
@@ -190,10 +190,12 @@ class FastPath:
             compile_chain(list(split.modules), split.bias, split.weight[:, 0]) if split.modules is not None else None
         )
 
-    def _first_layer(self, x: sparse.csr_matrix, by_gene: GeneMajor | None) -> torch.Tensor:
+    def _first_layer(
+        self, x: sparse.csr_matrix, by_gene: GeneMajor | None, dense_w: torch.Tensor | None
+    ) -> torch.Tensor:
         """``u = x Wᵀ`` (no bias) from the sparse input: cost ∝ non-zeros."""
         if by_gene is not None:
-            return torch.from_numpy(sparse_dense_mm(by_gene, x.shape[0], self.weight_t_numpy))
+            return torch.from_numpy(sparse_dense_mm(by_gene, self.weight_t_numpy, dense_w))
         if x.nnz == 0:
             return torch.zeros(x.shape[0], self.weight_t.shape[1], device=self.device)
         return torch.sparse.mm(csr_tensor(x, self.device), self.weight_t)
@@ -225,9 +227,10 @@ class FastPath:
     def __call__(self, x: sparse.csr_matrix, *, method: str, n_steps: int) -> sparse.csr_matrix:
         """Signed attributions with the sparsity of ``x``."""
         by_gene = GeneMajor.from_csr(x) if self.weight_t_numpy is not None else None
-        hidden = self.hidden_gradient(self._first_layer(x, by_gene), method=method, n_steps=n_steps)
+        dense_w = dense_weights(by_gene, self.weight_t) if by_gene is not None else None
+        hidden = self.hidden_gradient(self._first_layer(x, by_gene, dense_w), method=method, n_steps=n_steps)
         if by_gene is not None:
-            dots = sampled_rowdot(by_gene, hidden.numpy(), self.weight_t_numpy)
+            dots = sampled_rowdot(by_gene, hidden.numpy(), self.weight_t_numpy, dense_w)
         else:
             dots = gene_rowdots(x, hidden, self.weight_t)
         values = x.data * dots

@@ -165,9 +165,11 @@ def attributions(
     n_columns = model.n_genes if as_modality else adata.n_vars
     shape = (adata.n_obs, n_columns)
     space = "model" if as_modality else "data"
-    output = open_output(
-        out, shape, settings.fingerprint(adata.obs_names, adata.var_names, space=space, n_columns=n_columns)
+    # hashing every cell name is only needed to resume a store
+    fingerprint = (
+        {} if out is None else settings.fingerprint(adata.obs_names, adata.var_names, space=space, n_columns=n_columns)
     )
+    output = open_output(out, shape, fingerprint)
 
     with (
         timed(
