@@ -21,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import peak_rss_gb
 
 N_GENES = 1200
+#: a whole-human-sized scGPT (the published scGPT_human widths and depth)
+SIZE = {"embsize": 512, "nheads": 8, "d_hid": 512, "nlayers": 12}
 
 
 def _data(n_cells: int):
@@ -38,7 +40,7 @@ def scgpt_row(
     One warm-up cell is attributed first and not timed. Returns a flat dict (one benchmark row).
     """
     adata, genes = _data(n_cells + 1)
-    model = ss.models.ScGPT.random(genes, embsize=512, nheads=8, d_hid=512, nlayers=12, random_state=0)
+    model = ss.models.ScGPT.random(genes, **SIZE, random_state=0)
     lengths = np.diff(adata.X.tocsr().indptr)[1:]
     row = {
         "model": "scGPT 12 layers × 512 (random weights)",
