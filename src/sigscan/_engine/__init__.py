@@ -3,7 +3,8 @@
 Both explain the summation head ``s(x') = Σ_k |f_k(x') w_k|`` with ``w = f(x)`` detached, against a zero baseline.
 The fast path uses that the first operation on genes is a Linear: with ``u = x Wᵀ`` (computed once, sparse),
 the path ``α·x`` maps to pre-activations ``α·u + b``, and the gene gradient is ``Wᵀ ∂s/∂pre``, which is only
-needed at the cell's non-zero genes.
+needed at the cell's non-zero genes. On CPU the sparse steps are numba kernels (:mod:`._kernels`); on a GPU they are
+torch kernels on the device (:mod:`._torch_kernels`), fed by prefetching copies (:mod:`._transfer`).
 """
 
 from __future__ import annotations
