@@ -6,10 +6,11 @@ For a CSR batch ``x`` (cells × model genes) and the transposed first-layer weig
 - :func:`gene_dots`: ``hidden[i] · Wᵀ[j]`` at every non-zero ``(i, j)`` of ``x``, by :func:`torch.sparse.sampled_addmm`
   (cuSPARSE SDDMM on CUDA): cost ∝ non-zeros × hidden, memory ∝ non-zeros; no dense cells × genes product.
 
-Both stay in float32 whatever the ``precision`` of the dense chain between them. The alternative gather, an
-``index_select`` of both rows and a row-wise dot in chunks of bounded memory, was measured 17× slower than
-``sampled_addmm`` on CPU (512 cells × 28,231 genes, 3.5% non-zero, hidden 1,024; 0.23 s against 4.1 s on the
-shared, loaded 2-core machine) and reads twice the memory per non-zero on a GPU, so it is not offered.
+Both stay in float32 whatever the ``precision`` of the dense chain between them. Alternatives for the gather, timed
+on CPU (512 cells × 28,231 genes, 3.5% non-zero, hidden 1,024; the shared 2-core machine under load average ~6):
+``sampled_addmm`` 0.23–0.31 s; one GEMM over the genes expressed in the batch then a gather (the former
+``gene_rowdots``, memory ∝ cells × expressed genes) 0.93 s; an ``index_select`` of both rows and a row-wise dot in
+chunks of bounded memory 4.1 s. The first is used; it was not timed on a GPU (none was lent).
 """
 
 from __future__ import annotations
