@@ -3,7 +3,8 @@
 Both explain the summation head ``s(x') = Σ_k |f_k(x') w_k|`` with ``w = f(x)`` detached, against a zero baseline.
 The fast path uses that the first operation on genes is a Linear: with ``u = x Wᵀ`` (computed once, sparse),
 the path ``α·x`` maps to pre-activations ``α·u + b``, and the gene gradient is ``Wᵀ ∂s/∂pre``, which is only
-needed at the cell's non-zero genes.
+needed at the cell's non-zero genes. On CPU the sparse steps are numba kernels (:mod:`._kernels`); on a GPU they are
+torch kernels on the device (:mod:`._torch_kernels`), fed by prefetching copies (:mod:`._transfer`).
 """
 
 from __future__ import annotations
@@ -27,11 +28,14 @@ from .._genes import GeneAlignment
 from .._utils import scale_rows, sha256_strings
 from .._validation import check_counts
 from ..models import AttributionModel, FirstLinear
+from ..models._transformer import autocast
 from ._kernels import GeneMajor, dense_weights, sampled_rowdot, sparse_dense_mm
 from ._mlp import chain_embedding, chain_hidden_gradient, compile_chain
+from ._torch_kernels import DeviceBatch, attribution_values, first_layer
+from ._transfer import IN_FLIGHT, PendingValues, PinnedBuffers, Stager, prefetch
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
 
     import pandas as pd
 
@@ -39,6 +43,8 @@ Method = Literal["ig", "dl", "ixg"]
 METHODS: tuple[str, ...] = ("ig", "dl", "ixg")
 HEADS: tuple[str, ...] = ("auto", "prenorm", "reference")
 ENGINES: tuple[str, ...] = ("auto", "fast", "captum")
+#: ``precision=`` of the engine: autocast of the dense network (the fast path's sparse steps stay float32)
+PRECISIONS: tuple[str, ...] = ("float32", "bf16")
 
 #: rows (cells × steps) processed per autograd call on the fast path; bounds memory independently of n_steps
 _FAST_ROWS = 2048
@@ -171,10 +177,20 @@ def transposed_weight(weight: torch.Tensor) -> torch.Tensor:
     return transposed
 
 
-class FastPath:
-    """Exact first-layer fast path for one model, head and device (weights prepared once per run)."""
+#: run the fast path's sparse steps as torch kernels on CPU too (tests and ``benchmarks/gpu.py --device cpu`` set it)
+TORCH_KERNELS_ON_CPU = False
 
-    def __init__(self, model: AttributionModel, *, normalize: bool, device: torch.device):
+
+class FastPath:
+    """Exact first-layer fast path for one model, head and device (weights prepared once per run).
+
+    On CPU the sparse steps (first layer, gene-gradient gather) are numba kernels on the host; on any other device
+    (:attr:`on_device`) they are torch kernels there (:mod:`._torch_kernels`), and :meth:`submit` leaves the result on
+    its way back so that batches pipeline (:meth:`AttributionSettings.attribute_batches`). ``precision`` autocasts
+    the dense network between them (:data:`PRECISIONS`).
+    """
+
+    def __init__(self, model: AttributionModel, *, normalize: bool, device: torch.device, precision: str = "float32"):
         split = model.first_linear()
         if split is None:
             raise ValueError(
@@ -185,27 +201,29 @@ class FastPath:
         self.device = device
         self.head = _rest_head(split, normalize)
         self.weight_t = transposed_weight(split.weight)  # genes × hidden: one row per gene
-        self.weight_t_numpy = self.weight_t.numpy() if device.type == "cpu" else None
-        self.chain = (
-            compile_chain(list(split.modules), split.bias, split.weight[:, 0]) if split.modules is not None else None
-        )
+        self.precision = precision
+        # --- device branch: torch kernels and pipelined copies (everything else below is shared or the CPU branch)
+        self.on_device = device.type != "cpu" or TORCH_KERNELS_ON_CPU
+        self._stager = Stager(device) if self.on_device else None
+        self._results = PinnedBuffers(device) if self.on_device else None
+        self._n_submitted = 0
+        # --- CPU branch
+        self.weight_t_numpy = None if self.on_device else self.weight_t.numpy()
+        # the folded chain computes into float32 buffers (``out=``), which autocast does not reach: reduced precision
+        # runs the rest of the network through autograd
+        folded = split.modules is not None and precision == "float32"
+        self.chain = compile_chain(list(split.modules), split.bias, split.weight[:, 0]) if folded else None
 
-    def _first_layer(
-        self, x: sparse.csr_matrix, by_gene: GeneMajor | None, dense_w: torch.Tensor | None
-    ) -> torch.Tensor:
-        """``u = x Wᵀ`` (no bias) from the sparse input: cost ∝ non-zeros."""
-        if by_gene is not None:
-            return torch.from_numpy(sparse_dense_mm(by_gene, self.weight_t_numpy, dense_w))
-        if x.nnz == 0:
-            return torch.zeros(x.shape[0], self.weight_t.shape[1], device=self.device)
-        return torch.sparse.mm(csr_tensor(x, self.device), self.weight_t)
+    def _first_layer(self, by_gene: GeneMajor, dense_w: torch.Tensor) -> torch.Tensor:
+        """CPU branch: ``u = x Wᵀ`` (no bias) from the sparse input: cost ∝ non-zeros."""
+        return torch.from_numpy(sparse_dense_mm(by_gene, self.weight_t_numpy, dense_w))
 
     def hidden_gradient(self, u: torch.Tensor, *, method: str, n_steps: int) -> torch.Tensor:
         """``ḡ`` such that the gene attribution is ``x ⊙ (ḡ W)``."""
         if self.chain is None:
             with torch.no_grad():
                 w = self.head._forward(u)
-            with torch.enable_grad():
+            with torch.enable_grad(), autocast(self.precision, u.device):  # w, the cell's embedding, stays float32
                 return hidden_gradient(self.head, u, w, method, n_steps).detach()
         if method == "ig":
             alphas, sizes = (torch.as_tensor(v, dtype=u.dtype, device=u.device) for v in gauss_legendre(n_steps))
@@ -224,15 +242,21 @@ class FastPath:
             max_rows=_FAST_ROWS,
         )
 
+    def submit(self, batch: DeviceBatch, *, method: str, n_steps: int) -> PendingValues:
+        """Device branch: queue the attributions of a batch already on the device; their copy back is under way."""
+        hidden = self.hidden_gradient(first_layer(batch, self.weight_t), method=method, n_steps=n_steps)
+        values = attribution_values(batch, hidden, self.weight_t)
+        self._n_submitted += 1
+        return PendingValues(batch, values, self._results, self._n_submitted)
+
     def __call__(self, x: sparse.csr_matrix, *, method: str, n_steps: int) -> sparse.csr_matrix:
         """Signed attributions with the sparsity of ``x``."""
-        by_gene = GeneMajor.from_csr(x) if self.weight_t_numpy is not None else None
-        dense_w = dense_weights(by_gene, self.weight_t) if by_gene is not None else None
-        hidden = self.hidden_gradient(self._first_layer(x, by_gene, dense_w), method=method, n_steps=n_steps)
-        if by_gene is not None:
-            dots = sampled_rowdot(by_gene, hidden.numpy(), self.weight_t_numpy, dense_w)
-        else:
-            dots = gene_rowdots(x, hidden, self.weight_t)
+        if self.on_device:
+            return self.submit(self._stager.stage(x).wait(), method=method, n_steps=n_steps).result()
+        by_gene = GeneMajor.from_csr(x)
+        dense_w = dense_weights(by_gene, self.weight_t)
+        hidden = self.hidden_gradient(self._first_layer(by_gene, dense_w), method=method, n_steps=n_steps)
+        dots = sampled_rowdot(by_gene, hidden.numpy(), self.weight_t_numpy, dense_w)
         values = x.data * dots
         return sparse.csr_matrix((values.astype(np.float32), x.indices.copy(), x.indptr.copy()), shape=x.shape)
 
@@ -246,14 +270,20 @@ def attribute_captum(
     normalize: bool,
     device: torch.device,
     internal_batch_size: int | None = None,
+    precision: str = "float32",
 ) -> sparse.csr_matrix:
-    """Reference path: captum on the model's full (dense) input; signed attributions with the sparsity of ``x``."""
+    """Reference path: captum on the model's full (dense) input; signed attributions with the sparsity of ``x``.
+
+    ``precision`` autocasts the model's forward pass (its output is returned as float32).
+    """
     from captum.attr import DeepLift, InputXGradient, IntegratedGradients
 
     prepared = model.attribution_inputs(x, device)
 
     def forward(inputs: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
-        return model.forward_inputs(inputs, *extra, normalize=normalize)
+        with autocast(precision, inputs.device):
+            out = model.forward_inputs(inputs, *extra, normalize=normalize)
+        return out.float()
 
     head = SummationHead(model.module, forward)
     inputs = prepared.inputs
@@ -295,13 +325,19 @@ def summation_head_values(
 class CaptumPath:
     """Reference path (captum on the dense model input), with the same interface as :class:`FastPath`."""
 
-    def __init__(self, model: AttributionModel, *, normalize: bool, device: torch.device):
-        self.model, self.normalize, self.device = model, normalize, device
+    def __init__(self, model: AttributionModel, *, normalize: bool, device: torch.device, precision: str = "float32"):
+        self.model, self.normalize, self.device, self.precision = model, normalize, device, precision
 
     def __call__(self, x: sparse.csr_matrix, *, method: str, n_steps: int) -> sparse.csr_matrix:
         """Signed attributions with the sparsity of ``x``."""
         return attribute_captum(
-            self.model, x, method=method, n_steps=n_steps, normalize=self.normalize, device=self.device
+            self.model,
+            x,
+            method=method,
+            n_steps=n_steps,
+            normalize=self.normalize,
+            device=self.device,
+            precision=self.precision,
         )
 
 
@@ -314,13 +350,70 @@ def resolve_head(model: AttributionModel, method: str, head: str) -> str:
     return head
 
 
+def resolve_precision(model: AttributionModel, precision: str | None) -> str:
+    """The run's precision: the model's own ``precision`` (scGPT, scFoundation) or the engine's (:data:`PRECISIONS`).
+
+    ``None`` takes the model's (``"float32"`` for models without one). A model built with its own precision decides
+    it: asking the engine for another is an error naming where to set it.
+    """
+    own = getattr(model, "precision", None)
+    if precision is None:
+        return own or "float32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision {precision!r}; use 'float32' (the default) or 'bf16'.")
+    if own is not None and own != precision:
+        raise ValueError(
+            f"{type(model).__name__} was built with precision={own!r}; pass precision={precision!r} to "
+            f"ss.models.{type(model).__name__}(...) instead, or leave precision= unset here."
+        )
+    return precision
+
+
+#: largest and smallest batch chosen from free device memory, and the share of that memory it may take
+_DEVICE_BATCH = (256, 32_768, 0.5)
+#: non-zero genes per cell assumed when sizing device batches (deep cells; PBMC3k has ~1,000 in SCimilarity's genes)
+_NNZ_PER_CELL = 8_000
+
+
+def bytes_per_cell(model: AttributionModel, task: str) -> int:
+    """Device memory one cell of a batch may need, from the model's widths (``task``: a method or ``"embed"``).
+
+    The fast path holds per cell the CSR input and the gathered products (16 bytes per non-zero) and about eight
+    float32 rows per hidden unit of each layer (activations, slopes, gradients, IG's running sum); the dense path
+    holds the model input along the IG path (50 steps) a few times over. :data:`IN_FLIGHT` batches are on the device
+    at once.
+    """
+    split = model.first_linear()
+    network = split.rest if split is not None else model.module
+    widths = [m.out_features for m in network.modules() if isinstance(m, nn.Linear)] + [model.embedding_dim]
+    if split is not None:
+        widths.append(split.weight.shape[0])
+        per_cell = 16 * min(model.n_genes, _NNZ_PER_CELL)
+    else:
+        per_cell = 16 * model.n_genes * (50 if task == "ig" else 1)
+    return IN_FLIGHT * (per_cell + 8 * 4 * sum(widths))
+
+
+def batch_size_for_memory(free_bytes: int, per_cell: int) -> int:
+    """Cells per batch that fit in a share of ``free_bytes``: a multiple of 256 within :data:`_DEVICE_BATCH`."""
+    smallest, largest, share = _DEVICE_BATCH
+    cells = int(free_bytes * share) // max(per_cell, 1)
+    return max(smallest, min(largest, cells // 256 * 256))
+
+
 def _default_batch_size(model: AttributionModel, device: torch.device, task: str) -> int:
-    """Cells per batch when the user gives none: the model's hint, else by device and task (``"embed"`` or a method)."""
+    """Cells per batch when the user gives none: the model's hint, else by device and task (``"embed"`` or a method).
+
+    On CUDA the batch is sized to the free device memory (:func:`batch_size_for_memory`).
+    """
     hint = model.default_batch_size(device, task)
     if hint is not None:
         return hint
     if device.type == "cpu":
         return 256 if task == "ig" else 1024
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return batch_size_for_memory(free, bytes_per_cell(model, task))
     return 8192
 
 
@@ -461,6 +554,7 @@ class AttributionSettings(ModelSettings):
     head: str = "reference"
     engine_name: str = "fast"  # "fast" or "captum"
     target_sum: float = 1000.0
+    precision: str = "float32"
 
     @classmethod
     def resolve(  # type: ignore[override]
@@ -478,10 +572,12 @@ class AttributionSettings(ModelSettings):
         layer: str | None = None,
         gene_symbols: str | None = None,
         gene_ids: str | None = None,
+        precision: str | None = None,
     ) -> AttributionSettings:
         """Check the arguments and resolve ``"auto"`` choices, the gene alignment (to ``var``), device and batch size."""
         _check_arguments(model, method, n_steps, target_sum, engine)
         resolved_head = resolve_head(model, method, head)
+        resolved_precision = resolve_precision(model, precision)
         fields = cls._resolve_fields(
             model,
             var,
@@ -502,6 +598,7 @@ class AttributionSettings(ModelSettings):
             head=resolved_head,
             engine_name="fast" if use_fast else "captum",
             target_sum=float(target_sum),
+            precision=resolved_precision,
         )
 
     @property
@@ -528,6 +625,7 @@ class AttributionSettings(ModelSettings):
             "head": self.head,
             "target_sum": self.target_sum,
             "engine": self.engine_name,
+            "precision": self.precision,
             "layer": self.layer if self.layer is not None else "X",
             "sigscan_version": _version(),
             **self.model.provenance(),
@@ -551,23 +649,51 @@ class AttributionSettings(ModelSettings):
     def engine(self) -> Iterator[FastPath | CaptumPath]:
         """The model in inference mode on the device, and the engine that attributes it (fast or captum path)."""
         with self.inference():
-            yield make_engine(self.model, self.engine_name, normalize=self.normalize, device=self.device)
+            yield make_engine(
+                self.model, self.engine_name, normalize=self.normalize, device=self.device, precision=self.precision
+            )
 
     def attribute(self, engine: FastPath | CaptumPath, x: sparse.csr_matrix) -> sparse.csr_matrix:
         """Absolute attributions of model input ``x``, each row scaled to :attr:`target_sum`."""
-        attr = engine(x, method=self.method, n_steps=self.n_steps)
+        return self._scaled(engine(x, method=self.method, n_steps=self.n_steps))
+
+    def attribute_batches(
+        self, engine: FastPath | CaptumPath, batches: Iterable[tuple[int, int, sparse.csr_matrix]]
+    ) -> Iterator[tuple[int, int, sparse.csr_matrix]]:
+        """:meth:`attribute` over ``(start, stop, model input)`` batches, yielding ``(start, stop, attributions)``.
+
+        On the fast path's device branch the batches pipeline: batch ``k + 1`` is read and copied to the device
+        (:func:`._transfer.prefetch`) while batch ``k`` computes, and batch ``k - 1``'s result is handed out only then.
+        Elsewhere each batch is attributed in turn.
+        """
+        if not (isinstance(engine, FastPath) and engine.on_device):
+            for start, stop, x in batches:
+                yield start, stop, self.attribute(engine, x)
+            return
+        pending = None
+        for start, stop, batch in prefetch(batches, self.device):
+            submitted = (start, stop, engine.submit(batch, method=self.method, n_steps=self.n_steps))
+            if pending is not None:
+                yield pending[0], pending[1], self._scaled(pending[2].result())
+            pending = submitted
+        if pending is not None:
+            yield pending[0], pending[1], self._scaled(pending[2].result())
+
+    def _scaled(self, attr: sparse.csr_matrix) -> sparse.csr_matrix:
         np.abs(attr.data, out=attr.data)
         attr.eliminate_zeros()
         return scale_rows(attr, self.target_sum)
 
 
 def make_engine(
-    model: AttributionModel, engine: str, *, normalize: bool, device: torch.device
+    model: AttributionModel, engine: str, *, normalize: bool, device: torch.device, precision: str = "float32"
 ) -> FastPath | CaptumPath:
     """The engine for ``engine`` (``"fast"`` or ``"captum"``); both are called as ``engine(x, method=, n_steps=)``."""
     if engine not in ("fast", "captum"):
         raise ValueError(f"Unknown engine {engine!r}; use 'fast' or 'captum'.")
-    return (FastPath if engine == "fast" else CaptumPath)(model, normalize=normalize, device=device)
+    return (FastPath if engine == "fast" else CaptumPath)(
+        model, normalize=normalize, device=device, precision=precision
+    )
 
 
 def embed_batch(model: AttributionModel, x: sparse.csr_matrix, device: torch.device) -> np.ndarray:

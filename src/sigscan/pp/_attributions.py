@@ -43,6 +43,7 @@ def attributions(
     target_sum: float = 1000,
     device: str = "auto",
     engine: Engine = "auto",
+    precision: Literal["float32", "bf16"] | None = None,
     gene_symbols: str | None = None,
     gene_ids: str | None = None,
     out: str | os.PathLike | None = None,
@@ -76,8 +77,8 @@ def attributions(
     n_steps
         Integration steps for IG.
     batch_size
-        Cells per batch (default: 256 for IG on CPU, 1024 for DL/IxG, 8192 on GPU, unless the model asks for
-        fewer, as transformers do). Memory is bounded by it.
+        Cells per batch (default: 256 for IG on CPU, 1024 for DL/IxG; on CUDA as many as fit in half the free
+        device memory, 256–32,768; unless the model asks for fewer, as transformers do). Memory is bounded by it.
     head
         ``"reference"`` explains the model's final embedding; ``"prenorm"`` the embedding before L2 normalisation.
         ``"auto"`` picks ``"prenorm"`` for DL/IxG on L2-normalised encoders (whose gradient at the cell vanishes)
@@ -89,6 +90,13 @@ def attributions(
     engine
         ``"fast"`` is the exact first-layer path (SPEC 1.3), ``"captum"`` the reference path on the dense input;
         ``"auto"`` uses the fast path whenever the model allows it.
+    precision
+        ``"bf16"`` autocasts the network's dense layers to bfloat16 (for GPUs; the fast path's sparse first layer
+        and gene map stay float32); ``None`` (default) uses the model's own precision (``precision=`` of
+        :class:`~sigscan.models.ScGPT` and :class:`~sigscan.models.ScFoundation`), else ``"float32"``. Recorded in
+        the provenance. Measured on 200 PBMC3k cells, IG of the SCimilarity architecture (28,231 genes,
+        1,024–1,024–128): bf16 differs from float32 by at most 0.27 on the 1000-scaled values, per-cell Pearson
+        ≥ 0.9997 (``benchmarks/gpu.py``).
     gene_symbols, gene_ids
         ``adata.var`` columns holding gene symbols / Ensembl IDs, when ``var_names`` are of the other type.
     out
@@ -153,6 +161,7 @@ def attributions(
         layer=layer,
         gene_symbols=gene_symbols,
         gene_ids=gene_ids,
+        precision=precision,
     )
     key_added = key_added or settings.key
     _check_key_added(adata, key_added, settings.provenance())
@@ -185,10 +194,14 @@ def attributions(
         ) as bar,
     ):
         n_empty = 0
-        for lo, hi, batch in iter_row_batches(counts, settings.batch_size, start=output.n_done):
-            if not in_memory:
-                settings.check_counts(batch, where=f"{settings.where} rows {lo}-{hi}")
-            attr = settings.attribute(compute, settings.model_input(batch))
+
+        def model_inputs():
+            for lo, hi, batch in iter_row_batches(counts, settings.batch_size, start=output.n_done):
+                if not in_memory:
+                    settings.check_counts(batch, where=f"{settings.where} rows {lo}-{hi}")
+                yield lo, hi, settings.model_input(batch)
+
+        for lo, hi, attr in settings.attribute_batches(compute, model_inputs()):
             n_empty += int(np.count_nonzero(np.diff(attr.indptr) == 0))
             output.append(attr.sorted_indices() if as_modality else settings.alignment.to_data(attr))
             bar.update(hi - lo)
