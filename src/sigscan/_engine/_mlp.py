@@ -257,7 +257,7 @@ def chain_hidden_gradient(
         torch.addcmul(first.bias, a.view(k, 1, 1), scaled_u.unsqueeze(0), out=z)
         e, slopes, _ = _forward_from(chain, z.view(k * n, width), reference, workspace)
         if w is None:
-            if k != 1 or float(a[0]) != 1.0:
+            if len(alphas) != 1:  # the caller passes alpha = 1 (reading it back would wait for the device)
                 raise ValueError("the head's weights are needed unless the only step is alpha = 1")
             w = F.normalize(e, p=2, dim=1) if normalize else e.clone()
         grad = _head_gradient(e.view(k, n, -1), w, normalize)
