@@ -24,9 +24,11 @@ from torch import nn
 
 from .._device import resolve_device
 from .._genes import GeneAlignment
+from .._threads import limit_threads
 from .._utils import scale_rows, sha256_strings
 from .._validation import check_counts
 from ..models import AttributionModel, FirstLinear
+from . import _warmup
 from ._kernels import GeneMajor, sampled_rowdot, sparse_dense_mm
 from ._mlp import chain_embedding, chain_hidden_gradient, compile_chain
 
@@ -547,7 +549,9 @@ class AttributionSettings(ModelSettings):
     @contextmanager
     def engine(self) -> Iterator[FastPath | CaptumPath]:
         """The model in inference mode on the device, and the engine that attributes it (fast or captum path)."""
-        with self.inference():
+        _warmup.wait()  # never overlap the background kernel loading started by ``import sigscan``
+        numba_runs = self.engine_name == "fast" and self.device.type == "cpu"
+        with self.inference(), limit_threads(numba=numba_runs):
             yield make_engine(self.model, self.engine_name, normalize=self.normalize, device=self.device)
 
     def attribute(self, engine: FastPath | CaptumPath, x: sparse.csr_matrix) -> sparse.csr_matrix:
