@@ -21,11 +21,41 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+#: how OpenMP runtimes that have not started yet should wait between parallel regions: sleep, not spin (GNU OpenMP
+#: reads ``OMP_WAIT_POLICY``, Intel OpenMP ``KMP_BLOCKTIME``), unless the user chose otherwise
+PASSIVE_WAITING = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
+
 #: environment variables a user sets to choose the thread count, in order of precedence
 THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS")
 
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 _PROC_CGROUP = Path("/proc/self/cgroup")
+
+
+def prefer_passive_waiting() -> list[str]:
+    """Load torch's and numba's OpenMP runtimes with passive waiting, unless the user set a wait policy.
+
+    Spinning workers of one pool (torch's after an operation, numba's after a loop) keep the CPUs busy while the
+    other pool works, and on a shared machine they burn the time other processes' threads need (measured: IG on two
+    busy cores ran 2.3x faster with passive waiting). A runtime reads the policy once, when it is loaded, so this runs
+    at ``import sigscan`` before either is loaded; one loaded earlier (``import torch`` before ``import sigscan``) keeps
+    its policy. The variables are set only while the runtimes load, then removed again, so child processes and
+    libraries loaded later see the user's environment unchanged. Returns the variables it set.
+    """
+    chosen = [variable for variable in PASSIVE_WAITING if variable not in os.environ]
+    for variable in chosen:
+        os.environ[variable] = PASSIVE_WAITING[variable]
+    try:
+        import torch  # noqa: F401  - loads torch's OpenMP runtime (nothing to do if torch is already imported)
+
+        try:
+            from numba.np.ufunc import omppool  # noqa: F401  - numba's OpenMP threading layer (the default with it)
+        except ImportError:  # no libgomp for numba: it uses TBB or its workqueue (which sleep when idle)
+            pass
+    finally:
+        for variable in chosen:
+            os.environ.pop(variable, None)
+    return chosen
 
 
 def affinity_cpus() -> int:

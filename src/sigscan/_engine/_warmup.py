@@ -6,7 +6,8 @@ its compiler target, reads and links the cached machine code and starts its thre
 the fast path end to end on a three-gene model, so every kernel the engine calls is loaded with the very argument
 types of a real run, whatever the kernels are. The engine calls :func:`wait` on entry, so a run never overlaps the
 warm-up and its results never depend on it (the warm-up touches no user data, model or random state). A process that
-forks waits for the warm-up first (``os.register_at_fork``), so a child never inherits a half-held lock.
+forks, and a process that exits, waits for the warm-up first, so a child never inherits a half-held lock and the
+interpreter never shuts down under native code.
 
 numba's cache: ``cache=True`` kernels are cached next to their source when that folder is writable, and otherwise
 (a read-only site-packages) in numba's user-wide cache folder (``~/.cache/numba``, or ``NUMBA_CACHE_DIR``); the first
@@ -15,6 +16,7 @@ process after an install compiles them (in this background thread) and later pro
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 
@@ -96,7 +98,13 @@ _registered_fork_hook = False
 
 
 def _register_fork_hook() -> None:
+    """Wait for the warm-up before a fork and before interpreter shutdown.
+
+    A process that exits while the warm-up is inside numba's native code would abort (a C++ ``terminate``), and a
+    forked child could inherit a lock the warm-up holds.
+    """
     global _registered_fork_hook
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(before=wait)
+    atexit.register(wait)
     _registered_fork_hook = True
