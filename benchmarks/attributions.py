@@ -196,7 +196,9 @@ def first_call(methods: list[str], n_cells: int) -> None:
     print_first_call(rows, n_cells)
 
 
-def contention(method: str, n_cells: int, *, reference: bool, reference_batch_size: int, n_processes: int) -> None:
+def contention(
+    method: str, n_cells: int, *, reference: bool, reference_batch_size: int, n_processes: int, repeats: int
+) -> None:
     """``--contention``: cells/s alone and under competing load, sigscan and (when importable) the reference."""
     import importlib.util
 
@@ -212,7 +214,7 @@ def contention(method: str, n_cells: int, *, reference: bool, reference_batch_si
         batch = str(reference_batch_size if kind == "reference" else 0)
         return run_worker(__file__, kind, method, str(n_cells), batch, str(workdir() / f"contention_{kind}.npz"))
 
-    rows = contention_table(run, kinds, n_processes=n_processes)
+    rows = contention_table(run, kinds, n_processes=n_processes, repeats=repeats)
     print_contention(rows, n_processes=n_processes, method=method, n_cells=n_cells)
 
 
@@ -234,6 +236,7 @@ def main() -> None:
     parser.add_argument("--contention", action="store_true", help="only: IG alone vs under competing load")
     parser.add_argument("--contention-cells", type=int, default=200)
     parser.add_argument("--contention-processes", type=int, default=2)
+    parser.add_argument("--contention-repeats", type=int, default=2, help="alone/loaded pairs; the best of each")
     parser.add_argument("--first-call", action="store_true", help="only: first call vs steady state, fresh process")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -254,6 +257,7 @@ def main() -> None:
                 reference=not args.no_reference,
                 reference_batch_size=args.reference_batch_size,
                 n_processes=args.contention_processes,
+                repeats=args.contention_repeats,
             )
         if args.first_call:
             first_call([m for m in args.methods if m in ("ig", "ixg")] or args.methods, args.cells)

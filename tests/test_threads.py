@@ -163,3 +163,11 @@ def test_results_do_not_depend_on_the_thread_count(pbmc_small, method):
     np.testing.assert_array_equal(run(2, 1), one)
     # torch/MKL may split a dot product across threads: equal up to float rounding only
     np.testing.assert_allclose(run(2, 2), one, rtol=1e-5, atol=1e-6 * np.abs(one).max())
+
+
+def test_passive_waiting_leaves_the_environment_as_it_was(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setenv("KMP_BLOCKTIME", "200")  # the user's choice: kept
+    assert _threads.prefer_passive_waiting() == ["OMP_WAIT_POLICY"]
+    assert "OMP_WAIT_POLICY" not in os.environ  # set only while the runtimes load: children see the user's env
+    assert os.environ["KMP_BLOCKTIME"] == "200"
