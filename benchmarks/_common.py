@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 N_MODEL_GENES = 28_231
 
@@ -33,6 +32,8 @@ def peak_rss_gb() -> float:
 
 def matmul_gflops(n: int = 4096, size: int = 1024, repeats: int = 10) -> float:
     """Measured float32 matrix-multiply throughput with the current torch thread count (GFLOP/s)."""
+    import torch  # imported here: a worker imports sigscan first, as users do (it sets up torch's thread pool)
+
     a, b = torch.randn(n, size), torch.randn(size, size)
     torch.mm(a, b)
     start = time.perf_counter()

@@ -9,6 +9,8 @@ fraction of the FLOP limit (FLOPs per cell of the exact fast path ÷ measured ma
     python benchmarks/attributions.py --no-reference  # sigscan only
     python benchmarks/attributions.py --memory 100000 # adds the 100k-cell backed-file peak-RSS check
     python benchmarks/attributions.py --profile       # adds where sigscan's time goes, stage by stage
+    python benchmarks/attributions.py --contention    # IG slowdown under two competing numeric processes (issue 10)
+    python benchmarks/attributions.py --first-call    # first call of a fresh process against steady state (issue 10)
 
 Each figure is the median of several calls (``--repeats``, ``--reference-repeats``; the machines are shared and
 noisy), with the range in the JSON rows. The FLOP limit is printed for every method.
@@ -204,6 +206,73 @@ def _memory_worker(method: str, path: str) -> None:
     print(json.dumps({"seconds": seconds, "cells_per_s": adata.n_obs / seconds, "peak_rss_gb": peak_rss_gb()}))
 
 
+def _first_call_worker(method: str, n_cells: int) -> None:
+    """A fresh process: import sigscan, load the model and cells, then time three calls (first vs steady state)."""
+    from _load import load_average
+
+    load = load_average()
+    start = time.perf_counter()
+    import sigscan as ss
+
+    imported = time.perf_counter()
+    model = ss.models.SCimilarity(_model_dir())
+    adata = benchmark_cells(n_cells)
+    ready = time.perf_counter()
+    seconds = []
+    for _ in range(3):
+        cells = adata.copy()
+        begin = time.perf_counter()
+        ss.pp.attributions(cells, model, method=method, progress=False)
+        seconds.append(time.perf_counter() - begin)
+    steady = min(seconds[1:])
+    result = {
+        "method": method,
+        "import_s": imported - start,
+        "setup_s": ready - imported,
+        "first_cells_per_s": n_cells / seconds[0],
+        "steady_cells_per_s": n_cells / steady,
+        "ratio": seconds[0] / steady,
+        "seconds": seconds,
+        "load_average": load,
+    }
+    print(json.dumps(result))
+
+
+def first_call(methods: list[str], n_cells: int) -> None:
+    """``--first-call``: first-call and steady-state cells/s of a fresh process, per method."""
+    from _load import print_first_call
+
+    run_worker(__file__, "first-call", methods[0], "50", "0", "-")  # primes numba's cache if this checkout has none
+    rows = []
+    for method in methods:
+        rows.append(run_worker(__file__, "first-call", method, str(n_cells), "0", "-"))
+        print(json.dumps(rows[-1]), flush=True)
+    print_first_call(rows, n_cells)
+
+
+def contention(
+    method: str, n_cells: int, *, reference: bool, reference_batch_size: int, n_processes: int, repeats: int
+) -> None:
+    """``--contention``: cells/s alone and under competing load, sigscan and (when importable) the reference."""
+    import importlib.util
+
+    from _load import contention_table, print_contention
+
+    kinds = ["sigscan"]
+    if reference and importlib.util.find_spec("SIGnature") is not None:
+        kinds.append("reference")
+    elif reference:
+        print("reference sc-signature not importable (put it on PYTHONPATH): sigscan only")
+
+    def run(kind: str) -> dict:
+        batch = str(reference_batch_size if kind == "reference" else 0)
+        out = str(workdir() / f"contention_{kind}.npz")
+        return run_worker(__file__, kind, method, str(n_cells), batch, "1", out)
+
+    rows = contention_table(run, kinds, n_processes=n_processes, repeats=repeats)
+    print_contention(rows, n_processes=n_processes, method=method, n_cells=n_cells)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cells", type=int, default=1000)
@@ -227,16 +296,36 @@ def main() -> None:
         help="timed reference calls per method (median reported; IG: 1, it takes minutes)",
     )
     parser.add_argument("--profile", action="store_true", help="also print where sigscan's time goes, per method")
+    parser.add_argument("--contention", action="store_true", help="only: IG alone vs under competing load")
+    parser.add_argument("--contention-cells", type=int, default=200)
+    parser.add_argument("--contention-processes", type=int, default=2)
+    parser.add_argument("--contention-repeats", type=int, default=2, help="alone/loaded pairs; the best of each")
+    parser.add_argument("--first-call", action="store_true", help="only: first call vs steady state, fresh process")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         kind, method, n_cells, batch_size, *rest = args.worker
-        if kind == "memory":
+        if kind == "first-call":
+            _first_call_worker(method, int(n_cells))
+        elif kind == "memory":
             _memory_worker(method, rest[0])
         elif kind == "profile":
             _profile_worker(method, int(n_cells), int(batch_size))
         else:
             _worker(kind, method, int(n_cells), int(batch_size), int(rest[0]), rest[1])
+        return
+    if args.contention or args.first_call:
+        if args.contention:
+            contention(
+                "ig",
+                args.contention_cells,
+                reference=not args.no_reference,
+                reference_batch_size=args.reference_batch_size,
+                n_processes=args.contention_processes,
+                repeats=args.contention_repeats,
+            )
+        if args.first_call:
+            first_call([m for m in args.methods if m in ("ig", "ixg")] or args.methods, args.cells)
         return
 
     import torch

@@ -25,10 +25,12 @@ from torch import nn
 
 from .._device import resolve_device
 from .._genes import GeneAlignment
+from .._threads import limit_threads
 from .._utils import scale_rows, sha256_strings
 from .._validation import check_counts
 from ..models import AttributionModel, FirstLinear
 from ..models._transformer import autocast
+from . import _warmup
 from ._kernels import GeneMajor, dense_weights, sampled_rowdot, sparse_dense_mm
 from ._mlp import chain_embedding, chain_hidden_gradient, compile_chain
 from ._torch_kernels import DeviceBatch, attribution_values, first_layer
@@ -648,7 +650,9 @@ class AttributionSettings(ModelSettings):
     @contextmanager
     def engine(self) -> Iterator[FastPath | CaptumPath]:
         """The model in inference mode on the device, and the engine that attributes it (fast or captum path)."""
-        with self.inference():
+        _warmup.wait()  # never overlap the background kernel loading started by ``import sigscan``
+        numba_runs = self.engine_name == "fast" and self.device.type == "cpu"
+        with self.inference(), limit_threads(numba=numba_runs):
             yield make_engine(
                 self.model, self.engine_name, normalize=self.normalize, device=self.device, precision=self.precision
             )

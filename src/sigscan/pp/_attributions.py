@@ -126,6 +126,14 @@ def attributions(
     - ``adata.var[f"{{key_added}}_in_model"]``: whether each gene is in the model;
     - ``adata.uns["sigscan"]["attributions"][key_added]``: provenance (model, weights checksum, method, …).
 
+    Notes
+    -----
+    On the CPU the run uses as many threads as the process may really use (its CPU affinity, capped by a container's
+    CPU quota) in numba, torch and BLAS, and restores their previous settings afterwards; set ``NUMBA_NUM_THREADS``
+    or ``OMP_NUM_THREADS`` to choose another number. Results do not depend on the number of threads beyond float
+    rounding. Unless ``OMP_WAIT_POLICY`` is set, ``import sigscan`` (before ``import torch``) lets torch's and numba's
+    OpenMP threads sleep rather than spin between parallel regions, which keeps a busy machine responsive.
+
     Examples
     --------
     >>> import sigscan as ss
