@@ -216,13 +216,14 @@ def _replica_agrees() -> bool:
     ``LogisticRegressionCV`` itself.
     """
     from sklearn.linear_model import LogisticRegressionCV
+    from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(0)
     labels = rng.random(240) < 0.25
     try:
         for shift in (0.3, 1.5, 6.0):  # hard, medium, easy
             x = np.ascontiguousarray((rng.normal(size=240) + shift * labels)[:, None])
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), threadpool_limits(1):
                 warnings.simplefilter("ignore")
                 model = LogisticRegressionCV(class_weight="balanced").fit(x, labels)
             if _balanced_lrcv(x, labels) != (float(model.coef_[0, 0]), float(model.intercept_[0])):
