@@ -189,6 +189,7 @@ def in_child(func: Any, *, folder: str | os.PathLike) -> None:
     import json
     import signal
     import sys
+    import warnings
 
     if not hasattr(os, "fork"):
         func()
@@ -197,7 +198,9 @@ def in_child(func: Any, *, folder: str | os.PathLike) -> None:
     out_read, out_write = os.pipe()
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
-    pid = os.fork()
+    with warnings.catch_warnings():  # Python >= 3.12 warns about forking a threaded process; the child only writes
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # the child: run, report, and leave without running the parent's exit handlers
         code = 0
         try:
