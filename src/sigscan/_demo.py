@@ -21,7 +21,7 @@ import pandas as pd
 
 from ._logging import logger, quiet_libraries
 from ._report import Report
-from ._utils import anndata_nbytes, cache_dir, written_aside
+from ._utils import cache_dir, write_anndata, written_aside
 from .datasets import pbmc3k_signatures
 
 _CACHE_VERSION = "v1"
@@ -138,8 +138,7 @@ def _pbmc3k_part(report: Report, out: Path, timings: dict[str, float], *, max_ep
         table.to_csv(tmp, index=False)
     pl.compare_scorers(table, show=False, save=out / "compare_scorers.png")
     plt.close("all")
-    with written_aside(out / "pbmc3k_attributions.h5ad", nbytes=anndata_nbytes(adata)) as tmp:
-        adata.write_h5ad(tmp)
+    write_anndata(adata, out / "pbmc3k_attributions.h5ad")
 
     f1 = table.groupby(["classifier", "label", "method"], observed=True)["f1"].mean().unstack("method")
     ranks = _signature_ranks(adata, signatures)

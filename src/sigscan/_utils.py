@@ -161,6 +161,98 @@ def written_aside(path: str | os.PathLike, *, nbytes: int | None = None) -> Iter
         raise
 
 
+def write_anndata(data: Any, path: str | os.PathLike) -> None:
+    """Write an AnnData (``.h5ad``) or MuData (``.h5mu``) as a final result: the one way sigscan writes HDF5 output.
+
+    :func:`written_aside` (free space checked, temporary renamed into place) with the HDF5 write itself in a child
+    process (:func:`in_child`): a disk that fills up during the write (another process writing) can crash HDF5 inside
+    h5py, which then ends as the same one-line ``cannot write PATH: No space left on device``, the temporary removed
+    and ``path`` left as it was.
+    """
+    if hasattr(data, "strings_to_categoricals"):
+        data.strings_to_categoricals()  # what write_h5ad does to the object, done here so the caller's copy sees it
+    with written_aside(path, nbytes=anndata_nbytes(data)) as tmp:
+        in_child(lambda: data.write(tmp), folder=Path(path).parent)
+
+
+def in_child(func: Any, *, folder: str | os.PathLike) -> None:
+    """Run ``func()`` in a forked child process and raise its error here; a crash there is an :class:`OSError` here.
+
+    For writers that can crash the process on an I/O error (HDF5 on a full disk). The child's error comes back as
+    the same built-in exception type and message; a child killed by a signal, or any failure while ``folder``'s disk
+    is full, is ``OSError(ENOSPC)`` when the disk is full, else ``OSError(EIO, "the writer crashed (SIGSEGV)")``.
+    What the child prints on stderr is replayed when it succeeds and dropped (logged at DEBUG) when it fails. Where
+    ``os.fork`` does not exist (Windows), ``func()`` runs here.
+    """
+    import builtins
+    import errno
+    import json
+    import signal
+    import sys
+    import warnings
+
+    if not hasattr(os, "fork"):
+        func()
+        return
+    err_read, err_write = os.pipe()
+    out_read, out_write = os.pipe()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    with warnings.catch_warnings():  # Python >= 3.12 warns about forking a threaded process; the child only writes
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: run, report, and leave without running the parent's exit handlers
+        code = 0
+        try:
+            os.close(err_read)
+            os.close(out_read)
+            os.dup2(err_write, 2)
+            import faulthandler
+
+            faulthandler.disable()  # a crash here is reported by the parent, not dumped on the parent's stderr
+            func()
+        except BaseException as error:
+            code = 1
+            try:
+                report = [type(error).__name__, getattr(error, "errno", None), str(error)[:4000]]
+                os.write(out_write, json.dumps(report).encode())
+            except BaseException:
+                pass
+        finally:
+            os._exit(code)
+    os.close(err_write)
+    os.close(out_write)
+    printed, report = _read_fd(err_read), _read_fd(out_read)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+        if printed:
+            sys.stderr.write(printed.decode(errors="replace"))
+        return
+    from ._logging import logger
+
+    logger.debug("writer process failed; it printed:\n%s", printed.decode(errors="replace"))
+    name, number, message = json.loads(report) if report else (None, None, "")
+    full = number == errno.ENOSPC or "No space left on device" in message
+    if full or shutil.disk_usage(folder).free < 2**16:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    if os.WIFSIGNALED(status):
+        raise OSError(errno.EIO, f"the writer crashed ({signal.Signals(os.WTERMSIG(status)).name})")
+    kind = getattr(builtins, name or "", None)
+    if isinstance(kind, type) and issubclass(kind, OSError) and number is not None:
+        raise OSError(number, os.strerror(number))
+    if isinstance(kind, type) and issubclass(kind, Exception):
+        raise kind(message)
+    raise RuntimeError(f"{name}: {message}")
+
+
+def _read_fd(fd: int) -> bytes:
+    chunks = []
+    with os.fdopen(fd, "rb") as stream:
+        while chunk := stream.read(2**16):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def describe_os_error(error: OSError) -> str:
     """The cause of an I/O error in words (``No space left on device``), without Python's ``[Errno 28]`` prefix."""
     if error.errno is not None and error.strerror:

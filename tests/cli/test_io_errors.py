@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -144,7 +145,7 @@ def test_corrupt_checkpoint_names_the_file(tmp_path, capsys):
     model.save(folder)
     checkpoint = folder / "encoder.ckpt"
     checkpoint.write_bytes(checkpoint.read_bytes()[:100])
-    with pytest.raises(OSError, match=f"cannot read {checkpoint}: the checkpoint is truncated or corrupt"):
+    with pytest.raises(OSError, match=f"cannot read {checkpoint}: the checkpoint is truncated"):
         ss.models.SCimilarity(folder)
     adata.write_h5ad(tmp_path / "in.h5ad")
     argv = ["attributions", str(tmp_path / "in.h5ad"), "--model", f"scimilarity:{folder}", "--out"]
@@ -152,3 +153,86 @@ def test_corrupt_checkpoint_names_the_file(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(checkpoint) in err[0]
     assert not (tmp_path / "out.h5ad").exists()
+
+
+def _big_toy():
+    """About 5 MB uncompressed: more than the small tmpfs below holds."""
+    import anndata as ad
+    import numpy as np
+    from scipy import sparse
+
+    return ad.AnnData(sparse.random(3000, 2000, density=0.1, format="csr", random_state=0, dtype=np.float32))
+
+
+def test_disk_filling_during_the_h5ad_write(small_mount, monkeypatch):
+    """The free-space check passes, then the disk fills while HDF5 writes (e.g. another process writing): HDF5 can
+    crash the process there (a segfault, reproduced here about one run in two), so it writes in a child process.
+    Every time: the one-line ENOSPC error, nothing at the final path, no temporary left."""
+    from sigscan import _utils
+
+    full = small_mount("size=1m")
+    monkeypatch.setattr(_utils, "anndata_nbytes", lambda data: 0)  # the check passes: the disk fills afterwards
+    adata = _big_toy()
+    for attempt in range(3):
+        out = full / f"result{attempt}.h5ad"
+        with pytest.raises(OSError, match=f"^cannot write {out}: No space left on device$"):
+            _utils.write_anndata(adata, out)
+        assert list(full.iterdir()) == []
+
+
+def test_enospc_inside_the_h5ad_writer_keeps_the_old_result(tmp_path, monkeypatch):
+    """Without a mount: the writer raises OSError(ENOSPC) half-way; the previous file stays, no temporary is left."""
+    import anndata as ad
+
+    from sigscan import _utils
+
+    out = tmp_path / "result.h5ad"
+    out.write_bytes(b"previous result")
+
+    def half_then_full(self, filename, *args, **kwargs):
+        Path(filename).write_bytes(b"\x89HDF\r\n\x1a\n half a file")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(ad.AnnData, "write", half_then_full)
+    with pytest.raises(OSError, match=f"^cannot write {out}: No space left on device$") as info:
+        _utils.write_anndata(_big_toy(), out)
+    assert info.value.errno == errno.ENOSPC
+    assert out.read_bytes() == b"previous result" and sorted(p.name for p in tmp_path.iterdir()) == ["result.h5ad"]
+
+
+@pytest.mark.parametrize("failure", ["crash", "ValueError"])
+def test_writer_crash_or_error_in_the_child(tmp_path, monkeypatch, failure):
+    """A crash of the writer (not a full disk) is a one-line OSError; a Python error keeps its type and message."""
+    import signal
+
+    import anndata as ad
+
+    from sigscan import _utils
+
+    out = tmp_path / "result.h5ad"
+
+    def fail(self, filename, *args, **kwargs):
+        Path(filename).write_bytes(b"half")
+        if failure == "crash":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        raise ValueError("cannot store uns['x']: a lambda")
+
+    monkeypatch.setattr(ad.AnnData, "write", fail)
+    expected = (OSError, r"the writer crashed \(SIGSEGV\)") if failure == "crash" else (ValueError, "a lambda")
+    with pytest.raises(expected[0], match=expected[1]):
+        _utils.write_anndata(_big_toy(), out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_h5ad_written_in_the_child_reads_back(tmp_path):
+    import anndata as ad
+    import numpy as np
+
+    from sigscan import _utils
+
+    adata = ss.datasets.toy(n_cells=30, n_genes=80)
+    adata.obs["label"] = [f"c{i % 3}" for i in range(30)]  # strings: made categorical, as write_h5ad does
+    _utils.write_anndata(adata, tmp_path / "x.h5ad")
+    back = ad.read_h5ad(tmp_path / "x.h5ad")
+    assert back.obs["label"].dtype == "category" and adata.obs["label"].dtype == "category"
+    np.testing.assert_array_equal(back.X.toarray() if hasattr(back.X, "toarray") else back.X, adata.X.toarray())

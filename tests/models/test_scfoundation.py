@@ -155,7 +155,7 @@ def test_errors_name_missing_keys_and_fields(folder, tmp_path):
     (tmp_path / "d" / CHECKPOINT_FILE).write_bytes((folder / CHECKPOINT_FILE).read_bytes())
     with pytest.raises(FileNotFoundError, match=GENE_INDEX_FILE):
         ss.models.ScFoundation(tmp_path / "d")
-    with pytest.raises(KeyError, match="'rde'"):
+    with pytest.raises(OSError, match=r"no 'rde' entry .*pass version="):
         ss.models.ScFoundation(folder, version="rde")
 
 

@@ -144,13 +144,9 @@ def test_normalize_applies_to_expression_scorers_only(toy):
 
 def test_parallel_fits_equal_sklearn_on_every_split():
     """The logreg F1 per split is LogisticRegressionCV's (SPEC 2.1), whether the fits run here or on 2 processes."""
-    import warnings
 
-    from sklearn.linear_model import LogisticRegressionCV
     from sklearn.metrics import f1_score
     from sklearn.model_selection import StratifiedShuffleSplit
-
-    from sigscan.tl import _classify
 
     rng = np.random.default_rng(3)
     labels = rng.random(300) < 0.2
@@ -162,11 +158,7 @@ def test_parallel_fits_equal_sklearn_on_every_split():
         splitter = StratifiedShuffleSplit(n_splits=4, test_size=0.2, random_state=114)
         expected = []
         for train, test in splitter.split(scores[:, None], y):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                model = LogisticRegressionCV(class_weight="balanced", random_state=114).fit(
-                    scores[train, None], y[train]
-                )
+            model = _sklearn_lrcv(scores[train], y[train])
             expected.append(f1_score(y[test], model.predict(scores[test, None]), zero_division=0.0))
         assert [r.f1 for r in serial[key]] == expected
         assert [r.f1 for r in parallel[key]] == expected
@@ -204,3 +196,57 @@ def test_logging_follows_scanpy_verbosity_and_mutes_scanpy(toy):
     finally:
         handler.setStream(stream)
         sc.settings.verbosity, sc.settings.logfile = verbosity, logfile
+
+
+def _sklearn_lrcv(x, y):
+    from sklearn.linear_model import LogisticRegressionCV
+    from threadpoolctl import threadpool_limits
+
+    with warnings.catch_warnings(), threadpool_limits(1):  # as compare_scorers runs it; faster on busy cores
+        warnings.simplefilter("ignore")
+        return LogisticRegressionCV(class_weight="balanced", random_state=114).fit(x[:, None], y)
+
+
+def test_exact_replica_equals_logistic_regression_cv_bitwise_on_pbmc3k(pbmc_lognorm, pbmc_gene_sets):
+    """SPEC 2.1's fit on real scores (PBMC3k, mean log expression of each label's signature): the replica's
+    coefficient and intercept are LogisticRegressionCV's to the last bit, and so is the F1 on every split."""
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import StratifiedShuffleSplit
+
+    assert _classify._replica_agrees(), "the exact replica is off here: every fit runs through scikit-learn (slow)"
+    signatures = ss.datasets.pbmc3k_signatures()
+    x = pbmc_lognorm.X
+    problems, keys = [], []
+    for label, set_name in signatures.items():
+        genes = [g for g in pbmc_gene_sets[set_name] if g in pbmc_lognorm.var_names]
+        columns = pbmc_lognorm.var_names.get_indexer(genes)
+        problems.append((np.asarray(x[:, columns].mean(axis=1), dtype=np.float64).ravel(),
+                         (pbmc_lognorm.obs["cell_type"] == label).to_numpy()))  # fmt: skip
+        keys.append(label)
+    options = {"n_splits": 1, "test_size": 0.2, "random_state": 114}
+    fitted = dict(_classify.logreg_many(problems, n_jobs=1, keys=keys, **options))
+    for key, (scores, labels) in zip(keys, problems, strict=True):
+        splitter = StratifiedShuffleSplit(n_splits=1, test_size=0.2, random_state=114)
+        for split, (train, test) in enumerate(splitter.split(scores[:, None], labels)):
+            model = _sklearn_lrcv(scores[train], labels[train])
+            replica = _classify._balanced_lrcv(np.ascontiguousarray(scores[train, None]), labels[train])
+            assert replica == (model.coef_[0, 0], model.intercept_[0]), key
+            expected = f1_score(labels[test], model.predict(scores[test, None]), zero_division=0.0)
+            assert fitted[key][split].f1 == expected, key
+
+
+def test_replica_off_or_small_classes_go_through_sklearn(monkeypatch):
+    """With the replica off (another scikit-learn) or fewer than 5 training cells in a class, scikit-learn fits;
+    the F1 values are the same either way, including a separable problem whose path runs to max_iter."""
+    rng = np.random.default_rng(5)
+    labels = rng.random(200) < 0.3
+    few = np.zeros(200, dtype=bool)
+    few[:5] = True  # 4 cells with the label in each training split: fewer than the 5 folds
+    problems = [(rng.normal(size=200) + 0.8 * labels, labels), (rng.normal(size=200) + 20 * labels, labels)]
+    problems.append((rng.normal(size=200) + 2 * few, few))
+    options = {"n_splits": 3, "test_size": 0.2, "random_state": 114, "n_jobs": 1, "keys": [0, 1, 2]}
+    fast = dict(_classify.logreg_many(problems, **options))
+    monkeypatch.setattr(_classify, "_replica_agrees", lambda: False)
+    slow = dict(_classify.logreg_many(problems, **options))
+    assert fast == slow
+    assert all(r.reason == "" for results in fast.values() for r in results)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .._utils import anndata_nbytes, written_aside
+from .._utils import write_anndata
 from ._common import MODEL_HELP, load_model, read_anndata
 
 
@@ -60,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
         out=args.out if to_zarr else None,
     )
     if not to_zarr:
-        with written_aside(args.out, nbytes=anndata_nbytes(data)) as tmp:
-            data.write(tmp)
+        write_anndata(data, args.out)
     print(f"wrote {args.out}")
     return 0

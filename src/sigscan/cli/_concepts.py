@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._utils import anndata_nbytes, written_aside
+from .._utils import write_anndata, written_aside
 from ._common import MODEL_HELP, load_model, read_anndata
 
 #: the files the command writes into ``--out``
@@ -75,9 +75,9 @@ def _check(args: argparse.Namespace) -> None:
         raise FileExistsError(f"--out {out} is a file; pass a folder")
 
 
-def _replace(path: Path, write: Any, nbytes: int | None = None) -> None:
+def _replace(path: Path, write: Any) -> None:
     """Write ``path`` aside with ``write(tmp)``, then rename it into place (:func:`~sigscan._utils.written_aside`)."""
-    with written_aside(path, nbytes=nbytes) as tmp:
+    with written_aside(path) as tmp:
         write(tmp)
 
 
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
 
         sc.pp.neighbors(adata, use_rep=rep, random_state=args.random_state)
         sc.tl.umap(adata, random_state=args.random_state)
-    _replace(out / ADATA_FILE, lambda tmp: adata.write_h5ad(tmp), anndata_nbytes(adata))
+    write_anndata(adata, out / ADATA_FILE)
     concept_explorer(adata, out / EXPLORER_FILE, groupby=args.groupby, gene_sets=gene_sets)
     record = adata.uns["sigscan"]["concepts"]
     print(

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .._utils import anndata_nbytes, written_aside
+from .._utils import write_anndata, written_aside
 from ._common import read_anndata
 
 
@@ -123,8 +123,7 @@ def run_score(args: argparse.Namespace) -> int:
             adata.obs[added].to_csv(tmp)
         print(f"wrote {args.out} ({', '.join(added)})")
     else:
-        with written_aside(args.out, nbytes=anndata_nbytes(adata)) as tmp:
-            adata.write(tmp)
+        write_anndata(adata, args.out)
         print(f"wrote {args.out} ({', '.join(added)})")
     return 0
 

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -255,23 +256,101 @@ def load_matching_state(
     return others
 
 
-def read_checkpoint(path: str | os.PathLike, **kwargs: Any) -> Any:
-    """``torch.load(path, map_location="cpu", **kwargs)``, with a truncated or corrupt file reported by name.
+class ModelFileError(OSError, ValueError):
+    """A model file that cannot be used: truncated, not what the loader reads, or in another format.
+
+    Its message is one line: ``cannot read PATH: CAUSE; FIX``. An :class:`OSError` (the command line exits with 1, as
+    for any unreadable input) and a :class:`ValueError` (what the loaders raised for a wrong format before).
+    """
+
+
+def model_file_error(path: str | os.PathLike, cause: str, fix: str) -> ModelFileError:
+    """The one-line error for an unusable model file: ``cannot read PATH: CAUSE; FIX``."""
+    return ModelFileError(f"cannot read {path}: {cause}; {fix}")
+
+
+def _first_line(error: BaseException) -> str:
+    text = getattr(error, "strerror", None) or str(error)
+    return (text.strip().splitlines() or [type(error).__name__])[0].strip()
+
+
+def _damage(path: Path, error: BaseException, what: str) -> str:
+    """Why ``path`` could not be read, from the file itself (size, first bytes) rather than the reader's words."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return _first_line(error)
+    if size == 0:
+        return "the file is empty (truncated, e.g. by an interrupted download or copy)"
+    if what != "checkpoint":
+        return f"not a readable {what} (truncated or corrupt: {_first_line(error)})"
+    if head.startswith(b"PK\x03\x04"):  # torch.save's zip format: its directory is at the end of the file
+        with open(path, "rb") as handle:  # the end-of-directory record lies in the last 64 KiB + 22 bytes
+            handle.seek(max(0, size - 65_557))
+            complete = b"PK\x05\x06" in handle.read()
+        if not complete:
+            return f"the checkpoint is truncated ({size:,} bytes; the end of its zip archive is missing)"
+        return f"the checkpoint is corrupt ({_first_line(error)})"
+    if head[:1] == b"\x80":  # the legacy (pickle) torch.save format
+        return f"the checkpoint is truncated or corrupt ({_first_line(error)})"
+    return f"not a PyTorch checkpoint (the file starts with {head[:12]!r})"
+
+
+def _is_pytorch_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError:
+        return False
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
+def read_checkpoint(path: str | os.PathLike, *, fix: str, weights_only: bool = True, **kwargs: Any) -> Any:
+    """``torch.load(path, map_location="cpu")``, with an unreadable file reported in one line naming it.
 
     torch's own errors (``PytorchStreamReader failed reading zip archive``, ``invalid load key``, ``Invalid
-    argument``) do not say which file; this raises :class:`OSError` naming ``path`` and the cause instead. Errors
-    about what the file holds (``weights_only`` refusals) are left to the caller.
+    argument``) do not say which file; this raises :class:`ModelFileError` ``cannot read PATH: CAUSE; FIX`` instead,
+    the cause read from the file (empty, truncated zip, not a PyTorch checkpoint, corrupt). A ``weights_only``
+    refusal of a well-formed checkpoint is re-raised for the caller, which knows how to read it otherwise.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> bad = pathlib.Path(tempfile.mkdtemp()) / "model.ckpt"
+    >>> _ = bad.write_text("<html>Not Found</html>")
+    >>> read_checkpoint(bad, fix="re-download it")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    sigscan.models._base.ModelFileError: cannot read .../model.ckpt: not a PyTorch checkpoint (the file starts with b'<html>Not Fo'); re-download it
     """
     import pickle
 
+    path = Path(path)
     try:
-        return torch.load(path, map_location="cpu", **kwargs)
+        return torch.load(path, map_location="cpu", weights_only=weights_only, **kwargs)
+    except FileNotFoundError:
+        raise
     except pickle.UnpicklingError as error:
-        if "weights_only" in str(error) or "Weights only load failed" in str(error):
+        refused = "weights_only" in str(error) or "Weights only load failed" in str(error)
+        damaged = any(word in str(error) for word in ("invalid load key", "truncated", "EOF"))
+        if refused and _is_pytorch_file(path) and not damaged:
             raise
-        raise OSError(f"cannot read {path}: the checkpoint is corrupt ({error}); re-download or re-save it.") from error
-    except (RuntimeError, EOFError, OSError) as error:
-        cause = getattr(error, "strerror", None) or str(error).splitlines()[0] or type(error).__name__
-        raise OSError(
-            f"cannot read {path}: the checkpoint is truncated or corrupt ({cause}); re-download or re-save it."
-        ) from error
+        raise model_file_error(path, _damage(path, error, "checkpoint"), fix) from error
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise model_file_error(path, _damage(path, error, "checkpoint"), fix) from error
+
+
+def read_model_file(path: str | os.PathLike, read: Callable[[Path], Any], *, what: str, fix: str) -> Any:
+    """``read(path)`` for a model's side file (JSON, gene table, Parquet), with damage reported like a checkpoint's.
+
+    ``what`` names the format in the message (``"JSON file"``, ``"tab-separated table"``, ``"Parquet table"``).
+    """
+    path = Path(path)
+    try:
+        return read(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, UnicodeDecodeError, EOFError, RuntimeError) as error:
+        raise model_file_error(path, _damage(path, error, what), fix) from error

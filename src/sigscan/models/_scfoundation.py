@@ -16,7 +16,15 @@ import torch.nn.functional as F
 from scipy import sparse
 from torch import nn
 
-from ._base import AttributionInputs, AttributionModel, load_matching_state, preprocess_counts
+from ._base import (
+    AttributionInputs,
+    AttributionModel,
+    load_matching_state,
+    model_file_error,
+    preprocess_counts,
+    read_checkpoint,
+    read_model_file,
+)
 from ._transformer import Precision, autocast, check_precision, post_norm_layer
 
 #: file names of the published checkpoint folder
@@ -194,21 +202,28 @@ class _Sequences:
     column_of_entry: torch.Tensor  # … and its column in ``values``
 
 
+#: what fixes a damaged file of the scFoundation folder
+_FIX = f"re-download the scFoundation files ({CHECKPOINT_FILE}, {GENE_INDEX_FILE})"
+
+
 def _read_checkpoint(path: Path, version: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = read_checkpoint(path, fix=_FIX)
     except pickle.UnpicklingError as error:
-        raise ValueError(
-            f"{path} holds more than tensors and plain containers (torch.load(weights_only=True) refused it: "
-            f"{error}). The published models.ckpt loads this way; re-save a dict of config and state_dict."
+        raise model_file_error(
+            path,
+            "wrong format: it holds more than tensors and plain containers (torch.load(weights_only=True) refused "
+            f"it: {str(error).strip().splitlines()[0]})",
+            "the published models.ckpt loads this way; re-save a dict of config and state_dict",
         ) from error
     if not isinstance(obj, Mapping) or version not in obj:
         keys = list(obj) if isinstance(obj, Mapping) else type(obj).__name__
-        raise KeyError(f"{path} has no {version!r} entry (found {keys}); the published file is keyed by version.")
+        fix = "pass version= one of these" if isinstance(obj, Mapping) and obj else _FIX
+        raise model_file_error(path, f"missing keys: no {version!r} entry (found {keys})", fix)
     entry = obj[version]
     missing = [key for key in ("config", "state_dict") if not isinstance(entry, Mapping) or key not in entry]
     if missing:
-        raise KeyError(f"{path}[{version!r}] lacks {', '.join(missing)}; each version holds config and state_dict.")
+        raise model_file_error(path, f"missing keys: [{version!r}] lacks {', '.join(missing)}", _FIX)
     return dict(entry["config"]), dict(entry["state_dict"])
 
 
@@ -260,7 +275,7 @@ def load_encoder_state(encoder: ScFoundationEncoder, state: Mapping[str, torch.T
 
 
 def _read_gene_index(path: Path) -> pd.Index:
-    table = pd.read_csv(path, sep="\t")
+    table = read_model_file(path, lambda p: pd.read_csv(p, sep="\t"), what="tab-separated table", fix=_FIX)
     if "gene_name" not in table.columns:
         raise ValueError(f"{path} has no 'gene_name' column (columns: {list(table.columns)}); use the published file.")
     genes = pd.Index(table["gene_name"].astype(str))
@@ -347,6 +362,13 @@ class ScFoundation(AttributionModel):
         raw_config, raw_state = _read_checkpoint(path / CHECKPOINT_FILE, version)
         config = merge_config(raw_config, source)
         genes = _read_gene_index(path / GENE_INDEX_FILE)
+        if len(genes) + 2 < int(config["seq_len"]):  # T and S take the positions right after the genes
+            raise model_file_error(
+                path / GENE_INDEX_FILE,
+                f"it lists {len(genes):,} genes but {CHECKPOINT_FILE}'s seq_len ({config['seq_len']}) is for "
+                f"{int(config['seq_len']) - 2:,} (truncated, or from another model)",
+                _FIX,
+            )
         encoder = _build_encoder(config)
         state = _strip(raw_state, source)
         others = load_encoder_state(encoder, state, source=source)

@@ -20,7 +20,14 @@ import torch.nn.functional as F
 from scipy import sparse
 from torch import nn
 
-from ._base import AttributionInputs, AttributionModel, load_matching_state
+from ._base import (
+    AttributionInputs,
+    AttributionModel,
+    load_matching_state,
+    model_file_error,
+    read_checkpoint,
+    read_model_file,
+)
 from ._binning import N_BINS, bin_matrix
 from ._transformer import Precision, autocast, check_precision, post_norm_layer
 
@@ -226,13 +233,19 @@ def _rename(key: str) -> str:
     return key
 
 
+#: what fixes a damaged file of the scGPT folder
+_FIX = "re-download the scGPT checkpoint folder (args.json, best_model.pt, vocab.json)"
+
+
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = read_checkpoint(path, fix=_FIX)
     except pickle.UnpicklingError as error:
-        raise ValueError(
-            f"{path} is not a plain PyTorch state dict (torch.load(weights_only=True) refused it: {error}). "
-            "Re-save the weights with torch.save(model.state_dict(), 'best_model.pt')."
+        raise model_file_error(
+            path,
+            f"wrong format: not a plain PyTorch state dict (torch.load(weights_only=True) refused it: "
+            f"{str(error).strip().splitlines()[0]})",
+            "re-save the weights with torch.save(model.state_dict(), 'best_model.pt')",
         ) from error
     if isinstance(obj, Mapping):
         for key in ("model_state_dict", "state_dict", "model"):
@@ -241,12 +254,18 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
                 break
     state = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)} if isinstance(obj, Mapping) else {}
     if not state:
-        raise ValueError(f"{path} holds no parameter tensors; expected the state dict of a scGPT TransformerModel.")
+        raise model_file_error(
+            path, "wrong format: it holds no parameter tensors (expected a scGPT TransformerModel state dict)", _FIX
+        )
     return state
 
 
+def _read_json(path: Path) -> Any:
+    return read_model_file(path, lambda p: json.loads(p.read_text()), what="JSON file", fix=_FIX)
+
+
 def _read_vocab(path: Path, pad_token: str) -> dict[str, int]:
-    raw = json.loads(path.read_text())
+    raw = _read_json(path)
     if not isinstance(raw, dict) or not raw:
         raise ValueError(f'{path} must map gene symbols to token ids (a JSON object), e.g. {{"A1BG": 0, ...}}.')
     vocab = {str(token): int(index) for token, index in raw.items()}
@@ -409,7 +428,7 @@ class ScGPT(AttributionModel):
                 f"{path} is not a scGPT checkpoint folder: missing {', '.join(missing)}. Point to the folder that "
                 "holds args.json, best_model.pt and vocab.json."
             )
-        args = json.loads((path / "args.json").read_text())
+        args = _read_json(path / "args.json")
         config = _Config.from_args(args, source=str(path / "args.json"))
         vocab = _read_vocab(path / "vocab.json", config.pad_token)
         encoder = ScGPTEncoder(

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from scipy import sparse
 from torch import nn
 
-from ._base import AttributionModel, FirstLinear, preprocess_counts, read_checkpoint
+from ._base import AttributionModel, FirstLinear, preprocess_counts, read_checkpoint, read_model_file
 
 
 class SCimilarityEncoder(nn.Module):
@@ -138,10 +138,12 @@ class SCimilarity(AttributionModel):
                 f"{path} is not a SCimilarity model folder: missing {', '.join(missing)}. "
                 "Point to the folder that holds encoder.ckpt, gene_order.tsv and layer_sizes.json."
             )
-        gene_order = pd.Index(
-            [line.strip() for line in (path / "gene_order.tsv").read_text().splitlines() if line.strip()]
+        fix = "re-download the SCimilarity model folder (or re-save it with SCimilarity.save)"
+        lines = read_model_file(path / "gene_order.tsv", Path.read_text, what="text file", fix=fix).splitlines()
+        gene_order = pd.Index([line.strip() for line in lines if line.strip()])
+        layer_sizes = read_model_file(
+            path / "layer_sizes.json", lambda p: json.loads(p.read_text()), what="JSON file", fix=fix
         )
-        layer_sizes = json.loads((path / "layer_sizes.json").read_text())
         weights = sorted(
             ((key, shape) for key, shape in layer_sizes.items() if key.endswith("weight") and len(shape) > 1),
             key=lambda item: _layer_index(item[0]),
@@ -158,7 +160,7 @@ class SCimilarity(AttributionModel):
             hidden_dim=[shape[0] for _, shape in weights[:-1]],
             residual=residual,
         )
-        checkpoint = read_checkpoint(path / "encoder.ckpt", weights_only=False)
+        checkpoint = read_checkpoint(path / "encoder.ckpt", weights_only=False, fix=fix)
         state = checkpoint["state_dict"] if isinstance(checkpoint, dict) and "state_dict" in checkpoint else checkpoint
         encoder.load_state_dict(state, strict=True)
         self._init(encoder, gene_order, min_gene_overlap=min_gene_overlap, name=name)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .._logging import logger
-from ._base import FirstLinear
+from ._base import FirstLinear, model_file_error, read_checkpoint, read_model_file
 from ._torch import TorchEncoder
 
 #: where the encoder lives in each kind of checkpoint, in the order they are looked for
@@ -70,6 +70,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
 _restricted_pickle = types.SimpleNamespace(Unpickler=_RestrictedUnpickler, load=pickle.load, __name__="restricted")
 
 
+#: what fixes a damaged checkpoint
+_FIX = "re-download the checkpoint (or point to another .ckpt file)"
+
+
 def read_lightning_checkpoint(path: Path) -> dict[str, Any]:
     """A Lightning checkpoint as a dict, loaded without executing pickled code.
 
@@ -78,14 +82,15 @@ def read_lightning_checkpoint(path: Path) -> dict[str, Any]:
     turns every other pickled object into an inert stand-in that records the class's name.
     """
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = read_checkpoint(path, fix=_FIX)
     except pickle.UnpicklingError:
         logger.info("%s pickles classes in its hyper-parameters; reading it with a restricted unpickler", path)
-        obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_restricted_pickle)
+        obj = read_checkpoint(path, fix=_FIX, weights_only=False, pickle_module=_restricted_pickle)
     if not isinstance(obj, Mapping) or not isinstance(obj.get("state_dict"), Mapping):
-        raise ValueError(
-            f"{path} is not a Lightning checkpoint (a dict with a 'state_dict'); point to the .ckpt file of an "
-            "ssl_in_scg model."
+        raise model_file_error(
+            path,
+            "wrong format: not a Lightning checkpoint (a dict with a 'state_dict')",
+            "point to the .ckpt file of an ssl_in_scg model",
         )
     return dict(obj)
 
@@ -170,7 +175,11 @@ def _is_norm(params: Mapping[str, torch.Tensor] | None) -> bool:
 
 
 def _read_var(var: str | os.PathLike | pd.DataFrame) -> pd.Index:
-    table = var if isinstance(var, pd.DataFrame) else pd.read_parquet(var)
+    if isinstance(var, pd.DataFrame):
+        table = var
+    else:
+        fix = "re-download scTab's var.parquet (or pass var= a DataFrame with feature_name)"
+        table = read_model_file(var, pd.read_parquet, what="Parquet table", fix=fix)
     if "feature_name" not in table.columns:
         raise ValueError(
             f"the scTab var table has no 'feature_name' column (columns: {list(table.columns)}); pass scTab's "
