@@ -169,22 +169,50 @@ def first_query(sizes: list[int], workdir: str, source, gene_list: list[str]) ->
         shutil.rmtree(path, ignore_errors=True)
 
 
-def scale(cells: int, shards: int, workdir: str, source, gene_list: list[str]) -> None:
-    """Build and query a large atlas; project to 22M and 100M cells."""
+def scale(
+    cells: int,
+    shards: int,
+    workdir: str,
+    source,
+    gene_list: list[str],
+    *,
+    keep: bool = False,
+    reuse: bool = False,
+    query: bool = True,
+) -> None:
+    """Build and query a large atlas; project to 22M and 100M cells.
+
+    ``keep``: leave the atlas (and its build figures, ``build.json``) in ``<workdir>/scale``; ``reuse``: query an atlas
+    kept there by an earlier run with the same cells and shards instead of building it (its build figures are printed);
+    ``query=False``: build only.
+    """
     from _common import peak_rss_gb
     from atlas import disk_size
 
     free = shutil.disk_usage(workdir).free
     path = os.path.join(workdir, "scale")
+    record = os.path.join(workdir, "scale-build.json")
     print(f"\n# scale: {cells:,} cells in {shards} shards ({free / 1e9:.0f} GB free on {workdir})")
-    add_s, nnz = _make_atlas(path, cells, shards, source)
+    built = json.load(open(record)) if reuse and os.path.exists(record) else None
+    if built is not None and (built["cells"], built["shards"]) == (cells, shards) and ss.Atlas.exists(path):
+        print(f"(reusing the atlas built by an earlier run at load average {built['load']})")
+        add_s, nnz, rss = built["add_s"], built["nnz"], built["peak_rss_gb"]
+    else:
+        add_s, nnz = _make_atlas(path, cells, shards, source)
+        rss = peak_rss_gb()
+        load = "{:.1f} / {:.1f} / {:.1f}".format(*os.getloadavg())
+        built = {"cells": cells, "shards": shards, "add_s": add_s, "nnz": nnz, "peak_rss_gb": rss, "load": load}
+        json.dump(built, open(record, "w"))
+        print(f"(built; load average {load} at the end of the build)")
     size = disk_size(path)
     cores = os.cpu_count() or 1
     print(
         f"build (Atlas.add of precomputed rows): {nnz / 1e9:.2f} G non-zeros in {add_s:.1f} s = "
         f"{nnz / add_s / 1e6:.1f} M non-zeros/s ({nnz / add_s / 1e6 / cores:.1f} M/s per core, {cores} cores); "
-        f"{size / 1e9:.2f} GB on disk ({size / nnz:.2f} bytes per non-zero); peak RSS {peak_rss_gb():.2f} GB"
+        f"{size / 1e9:.2f} GB on disk ({size / nnz:.2f} bytes per non-zero); peak RSS {rss:.2f} GB"
     )
+    if not query:
+        return
     set_file = os.path.join(workdir, "set.json")
     json.dump(gene_list, open(set_file, "w"))
     _evict(path)
@@ -206,7 +234,10 @@ def scale(cells: int, shards: int, workdir: str, source, gene_list: list[str]) -
             f"(/N on N workers writing their own shards), query cold {per_cell_cold * target:.0f} s, "
             f"warm {per_cell_warm * target:.1f} s (both /N with one task per shard on N workers)"
         )
-    shutil.rmtree(path, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(path, ignore_errors=True)
+        if os.path.exists(record):
+            os.remove(record)
 
 
 def generation(n_cells: int, method: str, workdir: str) -> None:
@@ -258,7 +289,16 @@ def main(args) -> None:
     if args.first_query:
         first_query([int(c) for c in args.first_query.split(",")], args.workdir, source, gene_list)
     if args.scale_cells:
-        scale(args.scale_cells, args.shards, args.workdir, source, gene_list)
+        scale(
+            args.scale_cells,
+            args.shards,
+            args.workdir,
+            source,
+            gene_list,
+            keep=args.keep,
+            reuse=args.reuse,
+            query=not args.no_query,
+        )
     if args.gen_cells:
         generation(args.gen_cells, args.gen_method, args.workdir)
     load = os.getloadavg()

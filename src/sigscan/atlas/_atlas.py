@@ -31,6 +31,7 @@ from ._kernels import EARLY_KERNEL_LOADING, start_loading
 from ._location import Location
 from ._lock import Writer, atlas_lock
 from ._manifest import GENE_ORDER, MANIFEST, PARTIAL, SHARDS, Manifest, ShardEntry, read_manifest, write_manifest
+from ._obs import as_names_index, names_dtype
 from ._shard import ShardError, ShardReader, compact_obs, shard_checksum, to_csc, write_shard
 
 if TYPE_CHECKING:
@@ -495,6 +496,8 @@ class Atlas:
                     )
                 if shard_checksum(data, indices, indptr, obs.index.astype(str)) != entry.checksum:
                     raise reader.error("its checksum does not match the manifest")
+                if reader.has_names_copy and not reader.stored_index().equals(obs.index):
+                    raise reader.error("the cell names in obs/_sigscan_names differ from obs/_index")
             except (ShardError, FileNotFoundError) as error:
                 problem = str(error)
             rows.append({"shard": entry.name, "ok": not problem, "problem": problem})
@@ -999,10 +1002,11 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     A column missing from some shards is filled with missing values there.
     """
     if not frames:
-        return pd.DataFrame(index=pd.Index([], dtype=object))
+        return pd.DataFrame(index=pd.Index([], dtype=names_dtype()))
     frames = [f for f in frames if len(f)] or frames[:1]
-    values = np.concatenate([f.index.to_numpy() for f in frames])
-    index = pd.Index(values, dtype=object if values.dtype == object else None, copy=False)
+    # cell names are Arrow-backed strings: appending them chains the shards' buffers (no Python string per cell)
+    indexes = [as_names_index(f.index) for f in frames]
+    index = (indexes[0].append(indexes[1:]) if len(indexes) > 1 else indexes[0]).rename(None)
     names = list(dict.fromkeys(c for f in frames for c in f.columns))
     columns = {}
     for name in names:
