@@ -32,12 +32,11 @@ NAMES_PATH = "obs/_sigscan_names"
 
 
 def names_dtype() -> Any:
-    """Pandas' Arrow-backed string dtype with NaN as missing value (pandas 3's ``str``); ``object`` without pyarrow."""
+    """The dtype of cell names: pandas' Arrow-backed strings with NaN as missing value (pandas 3's ``str``)."""
     try:
-        import pyarrow  # noqa: F401
-    except ImportError:  # pragma: no cover - pyarrow is a dependency
-        return np.dtype(object)
-    return pd.StringDtype("pyarrow", na_value=np.nan)
+        return pd.StringDtype("pyarrow", na_value=np.nan)
+    except TypeError:  # pragma: no cover - pandas < 2.3
+        return pd.StringDtype("pyarrow")
 
 
 def encode_names(names: pd.Index) -> tuple[np.ndarray, np.ndarray]:
@@ -58,21 +57,19 @@ def names_problem(offsets: np.ndarray, n_bytes: int, n_cells: int) -> str | None
     return None
 
 
-def decode_names(offsets: np.ndarray, data: bytes | np.ndarray) -> pd.Index:
+def decode_names(offsets: np.ndarray, data: bytes | np.ndarray, *, full_check: bool = False) -> pd.Index:
     """The cell names as a pandas Index of :func:`names_dtype` (no Python string is created with pyarrow).
 
-    Raises :class:`ValueError` for bytes that are not UTF-8.
+    ``offsets`` must have passed :func:`names_problem` (they are what makes the buffers safe to wrap). ``full_check``
+    also checks that the bytes are UTF-8 (a pass over all of them; :meth:`Atlas.verify` does it, queries do not: bytes
+    damaged in place are found by ``verify``'s checksum, like damaged values).
     """
-    dtype = names_dtype()
-    n = len(offsets) - 1
-    if dtype == object:  # pragma: no cover - pyarrow is a dependency
-        raw = bytes(data)
-        return pd.Index([raw[a:b].decode() for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())], dtype=object)
     import pyarrow as pa
 
+    n = len(offsets) - 1
     array = pa.LargeStringArray.from_buffers(n, pa.py_buffer(np.ascontiguousarray(offsets, "<i8")), pa.py_buffer(data))
-    array.validate(full=True)  # UTF-8 and offsets (pyarrow.ArrowInvalid is a ValueError)
-    return pd.Index(dtype.construct_array_type()(array), copy=False, name=None)
+    array.validate(full=full_check)  # buffer sizes; with full_check also UTF-8 (pyarrow.ArrowInvalid is a ValueError)
+    return pd.Index(names_dtype().construct_array_type()(array), copy=False, name=None)
 
 
 def as_names_index(index: pd.Index) -> pd.Index:
@@ -136,7 +133,13 @@ def _read_column(path: str) -> Any:
     if encoding == "categorical":
         codes = _read_array(os.path.join(path, "codes"))
         categories = _read_array(os.path.join(path, "categories"))
-        return pd.Categorical.from_codes(codes, categories=categories, ordered=bool(attrs.get("ordered", False)))
+        if len(codes) and (codes.min() < -1 or codes.max() >= len(categories)):
+            raise ValueError(f"{path}: codes outside the {len(categories)} categories")
+        dtype = pd.CategoricalDtype(categories, ordered=bool(attrs.get("ordered", False)))
+        try:
+            return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)  # range checked above, in one pass
+        except TypeError:  # pragma: no cover - pandas < 2.1 has no validate=
+            return pd.Categorical.from_codes(codes, dtype=dtype)
     raise _Unsupported(f"{path}: encoding {encoding!r}")
 
 

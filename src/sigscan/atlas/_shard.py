@@ -226,6 +226,7 @@ class ShardReader:
         #: folder of the offsets + bytes copy of the cell names (``None``: written before it existed)
         self._names_path: str | None = attrs.get(NAMES_KEY)
         self._names: pd.Index | None = None
+        self._meta: dict[str, dict[str, Any] | None] = {}
 
     @property
     def group(self) -> Any:
@@ -287,16 +288,27 @@ class ShardReader:
             self._indptr = indptr
         return self._indptr
 
+    def _zarray(self, folder: str, key: str) -> dict[str, Any] | None:
+        """The ``.zarray`` metadata of ``<folder>/<key>`` (read once), ``None`` when it has none."""
+        cache_key = f"{folder}/{key}"
+        if cache_key not in self._meta:
+            try:
+                self._meta[cache_key] = json.loads(self.location.read_bytes(self.relpath, folder, key, ".zarray"))
+            except FileNotFoundError:
+                self._meta[cache_key] = None
+        return self._meta[cache_key]
+
     def _raw_length(self, key: str) -> int:
         """Length of ``X/<key>`` from its ``.zarray``."""
-        meta = json.loads(self.location.read_bytes(self.relpath, "X", key, ".zarray"))
+        meta = self._zarray("X", key)
+        if meta is None:
+            raise FileNotFoundError(f"X/{key}/.zarray is missing")
         return int(meta["shape"][0])
 
     def _raw_array(self, key: str, folder: str = "X") -> np.ndarray | None:
         """A whole uncompressed single-chunk zarr v2 array under ``folder``, read as one file; ``None`` otherwise."""
-        try:
-            meta = json.loads(self.location.read_bytes(self.relpath, folder, key, ".zarray"))
-        except FileNotFoundError:
+        meta = self._zarray(folder, key)
+        if meta is None:
             return None
         (length,), (chunk,) = meta["shape"], meta["chunks"]
         if meta.get("compressor") is not None or meta.get("filters") or chunk < length or meta.get("order") == "F":
@@ -309,9 +321,12 @@ class ShardReader:
             raise self.error(f"{folder}/{key} holds {len(raw)} bytes, fewer than its {length} elements")
         return np.frombuffer(raw, dtype=dtype, count=length)
 
-    def names(self) -> pd.Index:
-        """The cell names (read once), as pandas' Arrow-backed string dtype (see :mod:`._obs`)."""
-        if self._names is None:
+    def names(self, *, full_check: bool = False) -> pd.Index:
+        """The cell names (read once), as pandas' Arrow-backed string dtype (see :mod:`._obs`).
+
+        ``full_check`` (for :meth:`Atlas.verify`) reads them again and also checks that the bytes are UTF-8.
+        """
+        if self._names is None or (full_check and self._names_path is not None):
             if self._names_path is None:  # written before the offsets + bytes copy existed
                 names = self._index_from_obs()
             else:
@@ -323,7 +338,7 @@ class ShardReader:
                     problem = names_problem(offsets, len(data), self.n_cells)
                     if problem:
                         raise self.error(problem)
-                    names = decode_names(offsets, data)
+                    names = decode_names(offsets, data, full_check=full_check)
                 except ShardError:
                     raise
                 except Exception as error:
@@ -411,16 +426,14 @@ class ShardReader:
         """``(dtype, chunk length)`` when ``X/<key>`` is uncompressed zarr v2 (byte ranges readable), else ``None``."""
         if key not in self._raw:
             layout = None
-            try:
-                meta = json.loads(self.location.read_bytes(self.relpath, "X", key, ".zarray"))
+            meta = self._zarray("X", key)
+            if meta is not None:
                 if (
                     meta.get("compressor") is None
                     and not meta.get("filters")
                     and meta.get("dimension_separator", ".") in (".", "/")
                 ):
                     layout = (np.dtype(meta["dtype"]), int(meta["chunks"][0]))
-            except FileNotFoundError:
-                layout = None
             self._raw[key] = layout
         return self._raw[key]
 
