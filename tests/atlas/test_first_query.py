@@ -11,6 +11,7 @@ from scipy import sparse
 
 import sigscan as ss
 from sigscan.atlas import _kernels
+from sigscan.atlas._numba_kernels import range_sums
 from sigscan.atlas._obs import names_dtype, read_obs
 
 
@@ -23,7 +24,7 @@ def test_numpy_kernel_equals_numba_bit_for_bit():
     starts, stops = indptr[columns], indptr[columns + 1]
     by_numpy, bad_numpy = _kernels._numpy_sums(data, indices, starts, stops, weights, 500)
     by_numba = np.zeros(500)
-    bad_numba = _kernels._range_sums_numba(data, indices, starts, stops, weights, by_numba)
+    bad_numba = range_sums(data, indices, starts, stops, weights, by_numba)
     np.testing.assert_array_equal(by_numpy, by_numba)  # same products added in the same order
     assert bad_numpy == bad_numba == 0
     np.testing.assert_allclose(by_numpy, matrix[:, columns] @ weights, rtol=1e-12)
@@ -32,7 +33,7 @@ def test_numpy_kernel_equals_numba_bit_for_bit():
     broken[starts[0]] = 10_000
     sums, bad = _kernels._numpy_sums(data, broken, starts, stops, weights, 500)
     reference = np.zeros(500)
-    assert bad == _kernels._range_sums_numba(data, broken, starts, stops, weights, reference) == 1
+    assert bad == range_sums(data, broken, starts, stops, weights, reference) == 1
     np.testing.assert_array_equal(sums, reference)
     # the public entry points agree whichever path serves them
     _kernels.start_loading()

@@ -28,7 +28,7 @@ from ._integrity import (
     sweep_orphans,
     value_bound,
 )
-from ._kernels import EARLY_KERNEL_LOADING, start_loading
+from ._kernels import EARLY_KERNEL_LOADING, query_done, start_loading
 from ._location import Location
 from ._lock import Writer, atlas_lock
 from ._manifest import GENE_ORDER, MANIFEST, PARTIAL, SHARDS, Manifest, ShardEntry, read_manifest, write_manifest
@@ -602,7 +602,7 @@ class Atlas:
         if absent and entries:
             raise KeyError(f"obs columns {absent} are in no shard of the selection; available: {list(frame.columns)}.")
         frame[key] = np.concatenate(scores) if scores else np.empty(0, np.float32)
-        start_loading()  # the fast kernels for the next queries (see _kernels.py)
+        query_done()  # from the second query of a process on, load the fast kernels for the next ones (_kernels.py)
         return frame
 
     def matrix(

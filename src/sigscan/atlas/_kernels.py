@@ -5,54 +5,37 @@ which releases the GIL too) that adds the same float64 products ``float64(data[k
 order (columns in turn; a row appears at most once per column), so both give bit-identical sums. Even from numba's
 on-disk cache, the first call of a numba function in a process costs ~0.4-1 s (numba initialises its compiler target
 before it can load cached machine code), while the numpy path costs ~2-3x numba's time per selected value. So the first
-query of a fresh process is served by the numpy path and, once finished, starts loading the numba kernels in a
-background thread (:func:`start_loading`, called after the query so the loading does not compete with it for the GIL);
-later calls use numba once it is ready.
+queries of a fresh process are served by the numpy path. Once a process has made a second query (a one-shot command
+line never pays for numba), loading the numba kernels starts in a background thread (:func:`query_done`, called after
+the query so the loading does not compete with it for the GIL); later calls use numba once it is ready.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
-import numba
 import numpy as np
-
-
-@numba.njit(nogil=True, cache=True)
-def _column_sums_numba(data, indices, col_ptr, weights, out):  # pragma: no cover - compiled
-    for j in range(len(weights)):
-        w = weights[j]
-        for k in range(col_ptr[j], col_ptr[j + 1]):
-            out[indices[k]] += np.float64(data[k]) * w
-
-
-@numba.njit(nogil=True, cache=True)
-def _range_sums_numba(data, indices, starts, stops, weights, out):  # pragma: no cover - compiled
-    n = out.shape[0]
-    bad = 0
-    for j in range(len(weights)):
-        w = weights[j]
-        for k in range(starts[j], stops[j]):
-            row = indices[k]
-            if row < 0 or row >= n:
-                bad += 1
-            else:
-                out[row] += np.float64(data[k]) * w
-    return bad
-
 
 #: stored non-zeros of a query's shards from which the query first waits for the numba kernels (instead of loading
 #: them after it): a gene set selects a few % of the stored values, and the numpy path costs ~3 ns per selected value
 #: more than numba, so beyond ~150M selected values (~8G stored, ~10M PBMC-like cells) loading numba (~0.5 s) is cheaper
 EARLY_KERNEL_LOADING = 8_000_000_000
 _READY = threading.Event()
+#: the numba kernels (``_numba_kernels.py``, imported by :func:`_load_numba`: importing numba alone takes ~0.3-0.7 s)
+_column_sums_numba: Any = None
+_range_sums_numba: Any = None
 _STARTED = threading.Lock()
 _started = False
 
 
 def _load_numba() -> None:
     """Compile (or load from numba's cache) both kernels for the array types queries pass, then flag them ready."""
+    global _column_sums_numba, _range_sums_numba
     try:
+        from ._numba_kernels import column_sums, range_sums
+
+        _column_sums_numba, _range_sums_numba = column_sums, range_sums
         out = np.zeros(1, np.float64)
         weights = np.ones(1, np.float64)
         bounds = (np.zeros(1, np.int64), np.ones(1, np.int64))
@@ -75,6 +58,17 @@ def numba_ready(*, start: bool = False) -> bool:
                 _started = True
                 threading.Thread(target=_load_numba, name="sigscan-numba-warmup", daemon=True).start()
     return _READY.is_set()
+
+
+_queries = 0
+
+
+def query_done() -> None:
+    """Count a finished query; from the second one on, load the numba kernels in the background (once)."""
+    global _queries
+    _queries += 1
+    if _queries >= 2:
+        start_loading()
 
 
 def start_loading(*, wait: bool = False) -> None:

@@ -22,8 +22,10 @@ import math
 import os
 from typing import Any
 
+import numcodecs  # imported with the atlas, not in its first query (~40 ms)
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 #: attribute (in the shard's ``X`` sigscan attributes) naming the folder of the offsets + bytes copy of the cell names
 NAMES_KEY = "obs_names"
@@ -64,8 +66,6 @@ def decode_names(offsets: np.ndarray, data: bytes | np.ndarray, *, full_check: b
     also checks that the bytes are UTF-8 (a pass over all of them; :meth:`Atlas.verify` does it, queries do not: bytes
     damaged in place are found by ``verify``'s checksum, like damaged values).
     """
-    import pyarrow as pa
-
     n = len(offsets) - 1
     array = pa.LargeStringArray.from_buffers(n, pa.py_buffer(np.ascontiguousarray(offsets, "<i8")), pa.py_buffer(data))
     array.validate(full=full_check)  # buffer sizes; with full_check also UTF-8 (pyarrow.ArrowInvalid is a ValueError)
@@ -94,8 +94,6 @@ def _json(path: str) -> dict[str, Any]:
 
 def _read_array(path: str) -> np.ndarray:
     """A 1-d zarr v2 array (numeric, bool or vlen-utf8 strings), decoded chunk by chunk."""
-    import numcodecs
-
     meta = _json(os.path.join(path, ".zarray"))
     if meta.get("zarr_format") != 2 or len(meta.get("shape", ())) != 1 or meta.get("order", "C") != "C":
         raise _Unsupported(path)

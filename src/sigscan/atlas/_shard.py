@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import mmap
 import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -156,8 +157,6 @@ def _map_file(path: str, dtype: np.dtype, length: int) -> np.ndarray:
     ``MADV_RANDOM`` stops the kernel from reading ahead (and mapping) megabytes around every page a query touches:
     a gene set touches small runs scattered over the file.
     """
-    import mmap
-
     with open(path, "rb") as handle:
         mapped = mmap.mmap(handle.fileno(), length * dtype.itemsize, access=mmap.ACCESS_READ)
     if hasattr(mapped, "madvise") and hasattr(mmap, "MADV_RANDOM"):
@@ -393,8 +392,6 @@ class ShardReader:
 
     def _read_obs(self, index: pd.Index | None) -> pd.DataFrame:
         """The whole obs, indexed by ``index`` when given (else by its own index, as read)."""
-        import anndata as ad
-
         try:
             if self.location.is_local:  # decoded straight from the chunk files (see _obs.py); None: use anndata
                 from ._obs import read_obs
@@ -402,6 +399,8 @@ class ShardReader:
                 obs = read_obs(self.where, index=index)
                 if obs is not None:
                     return obs
+            import anndata as ad
+
             obs = ad.io.read_elem(self.group["obs"])
             if index is not None:
                 if len(obs) != len(index):
