@@ -127,7 +127,7 @@ def _evict(path: str) -> None:
                 os.close(fd)
 
 
-def first_query(sizes: list[int], workdir: str, source, gene_list: list[str]) -> None:
+def first_query(sizes: list[int], workdir: str, source, gene_list: list[str], ref_max_cells: int = 20_000) -> None:
     """First vs warm query in fresh processes, and the reference's first query on the same rows."""
     from atlas import shard_rows
 
@@ -141,8 +141,12 @@ def first_query(sizes: list[int], workdir: str, source, gene_list: list[str]) ->
         runs = [_python(_FRESH, path, set_file) for _ in range(3)]
         first = float(np.median([r["first_s"] for r in runs]))
         warm = float(np.median([r["warm_s"] for r in runs]))
-        line = f"{cells:>9,} cells: first {first:.3f} s, warm {warm:.3f} s, first/warm {first / warm:.1f}x"
-        if reference is not None and cells <= 20_000:  # its build runs ~0.25 M non-zeros/s: 20k cells only
+        load = os.getloadavg()[0]
+        line = (
+            f"{cells:>9,} cells: first {first:.3f} s, warm {warm:.3f} s, first/warm {first / warm:.1f}x "
+            f"(import {float(np.median([r['import_s'] for r in runs])):.2f} s, not counted; load average {load:.1f})"
+        )
+        if reference is not None and cells <= ref_max_cells:  # its build runs ~0.25 M non-zeros/s (6 min per 100k)
             from scipy import sparse
 
             matrix, _, genes, _ = source
@@ -219,7 +223,8 @@ def scale(
     print(
         f"query, 99 genes: cold (page cache evicted, fresh process) {cold['first_s']:.2f} s; first in a fresh process "
         f"with the files cached {fresh['first_s']:.3f} s; warm {fresh['warm_s']:.3f} s "
-        f"({cells / fresh['warm_s'] / 1e6:.1f} M cells/s warm); first/warm {fresh['first_s'] / fresh['warm_s']:.1f}x"
+        f"({cells / fresh['warm_s'] / 1e6:.1f} M cells/s warm); first/warm {fresh['first_s'] / fresh['warm_s']:.1f}x "
+        f"(load average {os.getloadavg()[0]:.1f})"
     )
     per_nnz_build = add_s / nnz
     per_cell_cold = cold["first_s"] / cells
@@ -285,7 +290,8 @@ def main(args) -> None:
     source = pbmc_attributions()
     gene_list = gene_set_99(source[2])
     if args.first_query:
-        first_query([int(c) for c in args.first_query.split(",")], args.workdir, source, gene_list)
+        sizes = [int(c) for c in args.first_query.split(",")]
+        first_query(sizes, args.workdir, source, gene_list, args.ref_max_cells)
     if args.scale_cells:
         scale(
             args.scale_cells,

@@ -12,7 +12,7 @@ from scipy import sparse
 import sigscan as ss
 from sigscan.atlas import _kernels
 from sigscan.atlas._numba_kernels import range_sums
-from sigscan.atlas._obs import names_dtype, read_obs
+from sigscan.atlas._obs import NAMES_PATH, names_dtype, read_obs
 
 
 def test_numpy_kernel_equals_numba_bit_for_bit():
@@ -80,3 +80,79 @@ def test_score_reads_only_requested_obs_columns(tmp_path, model, pbmc, gene_set)
     assert full["cell_type"].astype(str).equals(pbmc.obs["cell_type"].astype(str))
     with pytest.raises(KeyError, match="in no shard"):
         ss.Atlas(tmp_path / "atlas").score(gene_set, columns=["nope"], progress=False)
+
+
+def _strip_names_copy(shard: str) -> None:
+    """Make a shard look like one written before the offsets + bytes copy of the cell names existed."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from sigscan.atlas._obs import NAMES_KEY, NAMES_PATH
+    from sigscan.atlas._shard import ATTRS
+
+    shutil.rmtree(Path(shard, NAMES_PATH))
+    attrs_file = Path(shard, "X", ".zattrs")
+    attrs = json.loads(attrs_file.read_text())
+    del attrs[ATTRS][NAMES_KEY]
+    attrs_file.write_text(json.dumps(attrs))
+
+
+def test_names_copy_and_old_format_shards(tmp_path, pbmc, kang, gene_set, model):
+    atlas = ss.Atlas.create(tmp_path / "atlas", model=model)
+    atlas.add(pbmc, name="pbmc")
+    atlas.add(kang, name="kang")
+    new = ss.Atlas(tmp_path / "atlas").score(gene_set, progress=False)
+    # the names copy holds the obs names; anndata still reads the shard (it ignores the copy) and agrees
+    path = tmp_path / "atlas" / ss.Atlas(tmp_path / "atlas").manifest.shard("pbmc").path
+    assert (path / NAMES_PATH / "offsets" / "0").exists()
+    stored = ad.read_zarr(path)
+    assert stored.obs_names.tolist() == pbmc.obs_names.tolist()
+    assert new.index.dtype == names_dtype()
+    assert new.index.tolist() == pbmc.obs_names.tolist() + kang.obs_names.tolist()
+    expected = pd.concat([pbmc.obs, kang.obs])
+    assert new["cell_type"].astype(str).tolist() == expected["cell_type"].astype(str).tolist()
+    # a shard written before the copy existed (obs/_index only) reads the same
+    for entry in atlas.manifest.shards:
+        _strip_names_copy(str(tmp_path / "atlas" / entry.path))
+    old_atlas = ss.Atlas(tmp_path / "atlas")
+    assert not old_atlas._reader(old_atlas.manifest.shard("pbmc")).has_names_copy
+    old = old_atlas.score(gene_set, progress=False)
+    pd.testing.assert_frame_equal(old, new)
+    pd.testing.assert_frame_equal(old_atlas.obs(), ss.Atlas(tmp_path / "atlas").obs())
+    assert old_atlas.verify(progress=False)["ok"].all()
+
+
+def test_damaged_names_copy_names_the_shard(tmp_path, pbmc, gene_set, model):
+    atlas = ss.Atlas.create(tmp_path / "atlas", model=model)
+    atlas.add(pbmc, name="pbmc")
+    folder = tmp_path / "atlas" / atlas.manifest.shard("pbmc").path / NAMES_PATH
+    offsets = np.frombuffer((folder / "offsets" / "0").read_bytes(), dtype="<i8").copy()
+    offsets[5] = offsets[4] - 1  # decreasing: the buffers cannot be wrapped safely
+    (folder / "offsets" / "0").write_bytes(offsets.tobytes())
+    with pytest.raises(ss.atlas.ShardError, match=r"Shard 'pbmc'.*offsets do not start at 0, decrease"):
+        ss.Atlas(tmp_path / "atlas").score(gene_set, progress=False)
+    # names changed in place (still valid offsets and UTF-8): verify finds them (checksum and obs/_index)
+    offsets[5] = offsets[4] + 3  # cells 4 and 5 get other names
+    (folder / "offsets" / "0").write_bytes(offsets.tobytes())
+    with pytest.raises(ValueError, match=r"damaged shards \(pbmc\)"):
+        ss.Atlas(tmp_path / "atlas").verify(progress=False)
+
+
+def test_atlas_command_imports_neither_torch_nor_scanpy(tmp_path, pbmc, gene_set, model):
+    import subprocess
+    import sys
+
+    atlas = ss.Atlas.create(tmp_path / "atlas", model=model)
+    atlas.add(pbmc, name="pbmc")
+    out = tmp_path / "scores.csv"
+    code = (
+        "import sys; from sigscan.cli import main; "
+        f"assert main(['atlas', 'score', {str(tmp_path / 'atlas')!r}, '--genes', {','.join(gene_set)!r}, "
+        f"'--out', {str(out)!r}]) == 0; "
+        "print(sorted(m for m in ('torch', 'scanpy', 'anndata', 'dask', 'matplotlib') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    scores = pd.read_csv(out, index_col=0)
+    assert scores.index.tolist() == pbmc.obs_names.tolist()
