@@ -202,7 +202,7 @@ def match_genes(
     wanted = as_gene_list(genes)
     if not wanted:
         raise ValueError(f"The {set_name} is empty.")
-    var_names = pd.Index(var_names)
+    var_names = var_names if isinstance(var_names, pd.Index) else pd.Index(var_names)  # keep its cached hash table
     present = [g for g in wanted if g in var_names]
     missing = [g for g in wanted if g not in var_names]
     if not present:
@@ -219,6 +219,8 @@ def match_genes(
             UserWarning,
             stacklevel=3,
         )
+    if var_names.is_unique:  # (cached on the Index) one lookup in the hash table the membership tests built
+        return var_names.get_indexer(present).astype(np.int64)
     first = pd.Series(np.arange(len(var_names)), index=var_names)
     first = first[~first.index.duplicated()]
     return first.loc[present].to_numpy(dtype=np.int64)

@@ -11,7 +11,8 @@ from scipy import sparse
 
 import sigscan as ss
 from sigscan.atlas import _kernels
-from sigscan.atlas._obs import read_obs
+from sigscan.atlas._numba_kernels import range_sums
+from sigscan.atlas._obs import NAMES_PATH, names_dtype, read_obs
 
 
 def test_numpy_kernel_equals_numba_bit_for_bit():
@@ -21,18 +22,18 @@ def test_numpy_kernel_equals_numba_bit_for_bit():
     columns = np.sort(rng.choice(300, 40, replace=False))
     weights = rng.uniform(0.5, 2, len(columns))
     starts, stops = indptr[columns], indptr[columns + 1]
-    by_numpy, bad_numpy = _kernels._bincount_sums(data, indices, starts, stops, weights, 500)
+    by_numpy, bad_numpy = _kernels._numpy_sums(data, indices, starts, stops, weights, 500)
     by_numba = np.zeros(500)
-    bad_numba = _kernels._range_sums_numba(data, indices, starts, stops, weights, by_numba)
+    bad_numba = range_sums(data, indices, starts, stops, weights, by_numba)
     np.testing.assert_array_equal(by_numpy, by_numba)  # same products added in the same order
     assert bad_numpy == bad_numba == 0
     np.testing.assert_allclose(by_numpy, matrix[:, columns] @ weights, rtol=1e-12)
     # out-of-range row numbers are counted and skipped by both
     broken = indices.copy()
     broken[starts[0]] = 10_000
-    sums, bad = _kernels._bincount_sums(data, broken, starts, stops, weights, 500)
+    sums, bad = _kernels._numpy_sums(data, broken, starts, stops, weights, 500)
     reference = np.zeros(500)
-    assert bad == _kernels._range_sums_numba(data, broken, starts, stops, weights, reference) == 1
+    assert bad == range_sums(data, broken, starts, stops, weights, reference) == 1
     np.testing.assert_array_equal(sums, reference)
     # the public entry points agree whichever path serves them
     _kernels.start_loading()
@@ -52,9 +53,13 @@ def test_fast_obs_reader_equals_anndata(tmp_path):
     )
     ad.AnnData(obs=obs).write_zarr(tmp_path / "a.zarr")
     expected = ad.io.read_elem(zarr.open_group(tmp_path / "a.zarr", mode="r")["obs"])
-    pd.testing.assert_frame_equal(read_obs(str(tmp_path / "a.zarr")), expected)
+    # same values; the cell names come back as pandas' Arrow-backed strings (the atlas's index dtype)
+    pd.testing.assert_frame_equal(read_obs(str(tmp_path / "a.zarr")), expected, check_index_type=False)
+    assert read_obs(str(tmp_path / "a.zarr")).index.dtype == names_dtype()
     pd.testing.assert_frame_equal(
-        read_obs(str(tmp_path / "a.zarr"), ["flag", "cell_type"]), expected[["flag", "cell_type"]]
+        read_obs(str(tmp_path / "a.zarr"), ["flag", "cell_type"]),
+        expected[["flag", "cell_type"]],
+        check_index_type=False,
     )
     # an encoding it does not decode (nullable integers) falls back to anndata (None)
     obs["nullable"] = pd.array([1, None] * 50, dtype="Int64")
@@ -75,3 +80,79 @@ def test_score_reads_only_requested_obs_columns(tmp_path, model, pbmc, gene_set)
     assert full["cell_type"].astype(str).equals(pbmc.obs["cell_type"].astype(str))
     with pytest.raises(KeyError, match="in no shard"):
         ss.Atlas(tmp_path / "atlas").score(gene_set, columns=["nope"], progress=False)
+
+
+def _strip_names_copy(shard: str) -> None:
+    """Make a shard look like one written before the offsets + bytes copy of the cell names existed."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from sigscan.atlas._obs import NAMES_KEY, NAMES_PATH
+    from sigscan.atlas._shard import ATTRS
+
+    shutil.rmtree(Path(shard, NAMES_PATH))
+    attrs_file = Path(shard, "X", ".zattrs")
+    attrs = json.loads(attrs_file.read_text())
+    del attrs[ATTRS][NAMES_KEY]
+    attrs_file.write_text(json.dumps(attrs))
+
+
+def test_names_copy_and_old_format_shards(tmp_path, pbmc, kang, gene_set, model):
+    atlas = ss.Atlas.create(tmp_path / "atlas", model=model)
+    atlas.add(pbmc, name="pbmc")
+    atlas.add(kang, name="kang")
+    new = ss.Atlas(tmp_path / "atlas").score(gene_set, progress=False)
+    # the names copy holds the obs names; anndata still reads the shard (it ignores the copy) and agrees
+    path = tmp_path / "atlas" / ss.Atlas(tmp_path / "atlas").manifest.shard("pbmc").path
+    assert (path / NAMES_PATH / "offsets" / "0").exists()
+    stored = ad.read_zarr(path)
+    assert stored.obs_names.tolist() == pbmc.obs_names.tolist()
+    assert new.index.dtype == names_dtype()
+    assert new.index.tolist() == pbmc.obs_names.tolist() + kang.obs_names.tolist()
+    expected = pd.concat([pbmc.obs, kang.obs])
+    assert new["cell_type"].astype(str).tolist() == expected["cell_type"].astype(str).tolist()
+    # a shard written before the copy existed (obs/_index only) reads the same
+    for entry in atlas.manifest.shards:
+        _strip_names_copy(str(tmp_path / "atlas" / entry.path))
+    old_atlas = ss.Atlas(tmp_path / "atlas")
+    assert not old_atlas._reader(old_atlas.manifest.shard("pbmc")).has_names_copy
+    old = old_atlas.score(gene_set, progress=False)
+    pd.testing.assert_frame_equal(old, new)
+    pd.testing.assert_frame_equal(old_atlas.obs(), ss.Atlas(tmp_path / "atlas").obs())
+    assert old_atlas.verify(progress=False)["ok"].all()
+
+
+def test_damaged_names_copy_names_the_shard(tmp_path, pbmc, gene_set, model):
+    atlas = ss.Atlas.create(tmp_path / "atlas", model=model)
+    atlas.add(pbmc, name="pbmc")
+    folder = tmp_path / "atlas" / atlas.manifest.shard("pbmc").path / NAMES_PATH
+    offsets = np.frombuffer((folder / "offsets" / "0").read_bytes(), dtype="<i8").copy()
+    offsets[5] = offsets[4] - 1  # decreasing: the buffers cannot be wrapped safely
+    (folder / "offsets" / "0").write_bytes(offsets.tobytes())
+    with pytest.raises(ss.atlas.ShardError, match=r"Shard 'pbmc'.*offsets do not start at 0, decrease"):
+        ss.Atlas(tmp_path / "atlas").score(gene_set, progress=False)
+    # names changed in place (still valid offsets and UTF-8): verify finds them (checksum and obs/_index)
+    offsets[5] = offsets[4] + 3  # cells 4 and 5 get other names
+    (folder / "offsets" / "0").write_bytes(offsets.tobytes())
+    with pytest.raises(ValueError, match=r"damaged shards \(pbmc\)"):
+        ss.Atlas(tmp_path / "atlas").verify(progress=False)
+
+
+def test_atlas_command_imports_neither_torch_nor_scanpy(tmp_path, pbmc, gene_set, model):
+    import subprocess
+    import sys
+
+    atlas = ss.Atlas.create(tmp_path / "atlas", model=model)
+    atlas.add(pbmc, name="pbmc")
+    out = tmp_path / "scores.csv"
+    code = (
+        "import sys; from sigscan.cli import main; "
+        f"assert main(['atlas', 'score', {str(tmp_path / 'atlas')!r}, '--genes', {','.join(gene_set)!r}, "
+        f"'--out', {str(out)!r}]) == 0; "
+        "print(sorted(m for m in ('torch', 'scanpy', 'anndata', 'dask', 'matplotlib') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    scores = pd.read_csv(out, index_col=0)
+    assert scores.index.tolist() == pbmc.obs_names.tolist()

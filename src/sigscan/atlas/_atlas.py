@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,10 +28,11 @@ from ._integrity import (
     sweep_orphans,
     value_bound,
 )
-from ._kernels import EARLY_KERNEL_LOADING, start_loading
+from ._kernels import EARLY_KERNEL_LOADING, query_done, start_loading
 from ._location import Location
 from ._lock import Writer, atlas_lock
 from ._manifest import GENE_ORDER, MANIFEST, PARTIAL, SHARDS, Manifest, ShardEntry, read_manifest, write_manifest
+from ._obs import as_names_index, names_dtype
 from ._shard import ShardError, ShardReader, compact_obs, shard_checksum, to_csc, write_shard
 
 if TYPE_CHECKING:
@@ -183,8 +185,12 @@ class Atlas:
         if self._gene_order is None:
             if not self.location.exists(GENE_ORDER):
                 raise FileNotFoundError(f"{self.location.join(GENE_ORDER)} is missing; the atlas is damaged.")
-            genes = self.location.read_bytes(GENE_ORDER).decode().splitlines()
-            if sha256_strings(genes) != self.manifest.gene_order_sha256:
+            raw = self.location.read_bytes(GENE_ORDER)
+            genes = raw.decode().splitlines()
+            # the file is "gene\n" per gene: its bytes with "\0" for "\n" are what sha256_strings hashes (one pass)
+            simple = raw.endswith(b"\n") and b"\0" not in raw and b"\r" not in raw and raw.count(b"\n") == len(genes)
+            digest = hashlib.sha256(raw.replace(b"\n", b"\0")).hexdigest() if simple else sha256_strings(genes)
+            if digest != self.manifest.gene_order_sha256:
                 raise ValueError(f"{self.location.join(GENE_ORDER)} does not match the manifest's gene order hash.")
             self._gene_order = pd.Index(genes)
         return self._gene_order
@@ -483,6 +489,7 @@ class Atlas:
                 if reader.var_names().tolist() != self.gene_order.tolist():
                     raise reader.error("var does not hold the atlas gene order")
                 data, indices, indptr = reader.read_all()
+                reader.names(full_check=True)
                 obs = reader.obs()
                 if (
                     reader.n_cells != entry.n_cells
@@ -495,6 +502,8 @@ class Atlas:
                     )
                 if shard_checksum(data, indices, indptr, obs.index.astype(str)) != entry.checksum:
                     raise reader.error("its checksum does not match the manifest")
+                if reader.has_names_copy and not reader.stored_index().equals(obs.index):
+                    raise reader.error("the cell names in obs/_sigscan_names differ from obs/_index")
             except (ShardError, FileNotFoundError) as error:
                 problem = str(error)
             rows.append({"shard": entry.name, "ok": not problem, "problem": problem})
@@ -593,7 +602,7 @@ class Atlas:
         if absent and entries:
             raise KeyError(f"obs columns {absent} are in no shard of the selection; available: {list(frame.columns)}.")
         frame[key] = np.concatenate(scores) if scores else np.empty(0, np.float32)
-        start_loading()  # the fast kernels for the next queries (see _kernels.py)
+        query_done()  # from the second query of a process on, load the fast kernels for the next ones (_kernels.py)
         return frame
 
     def matrix(
@@ -999,10 +1008,11 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     A column missing from some shards is filled with missing values there.
     """
     if not frames:
-        return pd.DataFrame(index=pd.Index([], dtype=object))
+        return pd.DataFrame(index=pd.Index([], dtype=names_dtype()))
     frames = [f for f in frames if len(f)] or frames[:1]
-    values = np.concatenate([f.index.to_numpy() for f in frames])
-    index = pd.Index(values, dtype=object if values.dtype == object else None, copy=False)
+    # cell names are Arrow-backed strings: appending them chains the shards' buffers (no Python string per cell)
+    indexes = [as_names_index(f.index) for f in frames]
+    index = (indexes[0].append(indexes[1:]) if len(indexes) > 1 else indexes[0]).rename(None)
     names = list(dict.fromkeys(c for f in frames for c in f.columns))
     columns = {}
     for name in names:

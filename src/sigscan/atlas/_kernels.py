@@ -1,56 +1,41 @@
 """The inner loop of an atlas query: weighted column sums of a CSC slice, accumulated in float64.
 
-Two exact implementations: a numba loop (no copies, no GIL; the fast one) and a numpy one (``np.bincount``) that adds
-the same float64 products in the same order, so both give bit-identical sums. Even from numba's on-disk cache, the
-first call of a numba function in a process costs ~0.5-1 s (numba initialises its compiler target before it can load
-cached machine code). So the first query of a fresh process must not wait for it: it is served by the numpy path and,
-once finished, starts loading the numba kernels in a background thread (:func:`start_loading`, called after the query
-so the loading does not compete with it for the GIL); later calls use numba once it is ready.
+Two exact implementations: a numba loop (no copies, no GIL; the fast one) and a numpy one (``np.add.at`` per column,
+which releases the GIL too) that adds the same float64 products ``float64(data[k]) * w_j`` to each row in the same
+order (columns in turn; a row appears at most once per column), so both give bit-identical sums. Even from numba's
+on-disk cache, the first call of a numba function in a process costs ~0.4-1 s (numba initialises its compiler target
+before it can load cached machine code), while the numpy path costs ~2-3x numba's time per selected value. So the first
+queries of a fresh process are served by the numpy path. Once a process has made a second query (a one-shot command
+line never pays for numba), loading the numba kernels starts in a background thread (:func:`query_done`, called after
+the query so the loading does not compete with it for the GIL); later calls use numba once it is ready.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
-import numba
 import numpy as np
 
-
-@numba.njit(nogil=True, cache=True)
-def _column_sums_numba(data, indices, col_ptr, weights, out):  # pragma: no cover - compiled
-    for j in range(len(weights)):
-        w = weights[j]
-        for k in range(col_ptr[j], col_ptr[j + 1]):
-            out[indices[k]] += np.float64(data[k]) * w
-
-
-@numba.njit(nogil=True, cache=True)
-def _range_sums_numba(data, indices, starts, stops, weights, out):  # pragma: no cover - compiled
-    n = out.shape[0]
-    bad = 0
-    for j in range(len(weights)):
-        w = weights[j]
-        for k in range(starts[j], stops[j]):
-            row = indices[k]
-            if row < 0 or row >= n:
-                bad += 1
-            else:
-                out[row] += np.float64(data[k]) * w
-    return bad
-
-
 #: stored non-zeros of a query's shards from which the query first waits for the numba kernels (instead of loading
-#: them after it): the numpy path over that many non-zeros (a few % of them selected) costs about as much as loading
-#: numba (~0.5 s of CPU), and far more beyond (~20 s at 22M cells)
-EARLY_KERNEL_LOADING = 200_000_000
+#: them after it): a gene set selects a few % of the stored values, and the numpy path costs ~3 ns per selected value
+#: more than numba, so beyond ~150M selected values (~8G stored, ~10M PBMC-like cells) loading numba (~0.5 s) is cheaper
+EARLY_KERNEL_LOADING = 8_000_000_000
 _READY = threading.Event()
+#: the numba kernels (``_numba_kernels.py``, imported by :func:`_load_numba`: importing numba alone takes ~0.3-0.7 s)
+_column_sums_numba: Any = None
+_range_sums_numba: Any = None
 _STARTED = threading.Lock()
 _started = False
 
 
 def _load_numba() -> None:
     """Compile (or load from numba's cache) both kernels for the array types queries pass, then flag them ready."""
+    global _column_sums_numba, _range_sums_numba
     try:
+        from ._numba_kernels import column_sums, range_sums
+
+        _column_sums_numba, _range_sums_numba = column_sums, range_sums
         out = np.zeros(1, np.float64)
         weights = np.ones(1, np.float64)
         bounds = (np.zeros(1, np.int64), np.ones(1, np.int64))
@@ -75,6 +60,17 @@ def numba_ready(*, start: bool = False) -> bool:
     return _READY.is_set()
 
 
+_queries = 0
+
+
+def query_done() -> None:
+    """Count a finished query; from the second one on, load the numba kernels in the background (once)."""
+    global _queries
+    _queries += 1
+    if _queries >= 2:
+        start_loading()
+
+
 def start_loading(*, wait: bool = False) -> None:
     """Begin loading the numba kernels in a background thread (once per process); ``wait`` until they are loaded."""
     numba_ready(start=True)
@@ -82,22 +78,29 @@ def start_loading(*, wait: bool = False) -> None:
         _READY.wait(timeout=30)
 
 
-def _bincount_sums(
+def _numpy_sums(
     data: np.ndarray, indices: np.ndarray, starts: np.ndarray, stops: np.ndarray, weights: np.ndarray, n_rows: int
 ) -> tuple[np.ndarray, int]:
-    """The numpy path: the same products ``float64(data[k]) * w_j``, added per row in the same order as numba."""
-    lengths = np.asarray(stops, np.int64) - np.asarray(starts, np.int64)
-    ranges = [(a, b) for a, b in zip(np.asarray(starts).tolist(), np.asarray(stops).tolist(), strict=True) if b > a]
-    if not ranges:
-        return np.zeros(n_rows, np.float64), 0
-    rows = np.concatenate([indices[a:b] for a, b in ranges])
-    values = np.concatenate([data[a:b] for a, b in ranges]).astype(np.float64)
-    values *= np.repeat(np.asarray(weights, np.float64), lengths)
-    bad = (rows < 0) | (rows >= n_rows)
-    n_bad = int(bad.sum())
-    if n_bad:
-        rows, values = rows[~bad], values[~bad]
-    return np.bincount(rows, values, minlength=n_rows), n_bad
+    """The numpy path: the same products ``float64(data[k]) * w_j``, added per row in the same order as numba.
+
+    Returns the sums and the number of out-of-range row numbers met (those entries are skipped, as by numba).
+    """
+    out = np.zeros(n_rows, np.float64)
+    n_bad = 0
+    for a, b, w in zip(
+        np.asarray(starts).tolist(), np.asarray(stops).tolist(), np.asarray(weights).tolist(), strict=True
+    ):
+        if b <= a:
+            continue
+        rows = indices[a:b]
+        values = data[a:b].astype(np.float64)
+        values *= w
+        if rows.min() < 0 or rows.max() >= n_rows:
+            keep = (rows >= 0) & (rows < n_rows)
+            n_bad += int((~keep).sum())
+            rows, values = rows[keep], values[keep]
+        np.add.at(out, rows, values)  # unbuffered, in order: the products are added one by one, as by numba
+    return out, n_bad
 
 
 def weighted_column_sums(
@@ -112,7 +115,7 @@ def weighted_column_sums(
     weights = np.ascontiguousarray(weights, dtype=np.float64)
     col_ptr = np.ascontiguousarray(col_ptr, dtype=np.int64)
     if not numba_ready():
-        return _bincount_sums(data, indices, col_ptr[:-1], col_ptr[1:], weights, n_rows)[0]
+        return _numpy_sums(data, indices, col_ptr[:-1], col_ptr[1:], weights, n_rows)[0]
     out = np.zeros(n_rows, dtype=np.float64)
     _column_sums_numba(data, indices, col_ptr, weights, out)
     return out
@@ -127,7 +130,7 @@ def sum_column_ranges(
     """
     weights = np.ascontiguousarray(weights, dtype=np.float64)
     if not numba_ready():
-        return _bincount_sums(data, indices, starts, stops, weights, n_rows)
+        return _numpy_sums(data, indices, starts, stops, weights, n_rows)
     out = np.zeros(n_rows, dtype=np.float64)
     bad = _range_sums_numba(data, indices, np.asarray(starts, np.int64), np.asarray(stops, np.int64), weights, out)
     return out, int(bad)

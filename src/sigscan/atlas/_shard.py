@@ -14,6 +14,9 @@ Layout choices, made for column reads (a gene set touches ~100 of ~30,000 column
   would buy little space and cost every query a decompression of whole chunks.
 - The store is a valid AnnData zarr (``anndata.read_zarr`` reads it); ``obs`` holds cell metadata and ``var`` the
   model's gene order.
+- The cell names are also stored as offsets + UTF-8 bytes (``obs/_sigscan_names``, see :mod:`._obs`), which a query
+  turns into its result's index without creating a Python string per cell. Shards written before that copy existed
+  are read from ``obs/_index``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import mmap
 import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +36,7 @@ from scipy import sparse
 
 from .._utils import sha256_strings
 from ._location import Location
+from ._obs import NAMES_KEY, NAMES_PATH, decode_names, encode_names, names_problem
 
 #: elements per chunk of ``X/data`` and ``X/indices``
 CHUNK = 1 << 29
@@ -99,23 +104,35 @@ def write_shard(
 
     data, indices, indptr = arrays
     group = zarr.open_group(location.join(relpath), mode="w", zarr_format=2, storage_options=_options(location))
-    x = group.create_group("X")
     chunk_writes = []
-    for name, array in (("data", data), ("indices", indices), ("indptr", indptr)):
-        n_chunks = max(1, math.ceil(len(array) / CHUNK))
-        chunk = max(1, math.ceil(len(array) / n_chunks))  # equal chunks: the padding of the last one is tiny
-        x.create_array(name, shape=array.shape, dtype=array.dtype, chunks=(chunk,), compressors=None)
-        # uncompressed zarr v2 chunks are the raw little-endian bytes, padded to the full chunk: write them directly
-        # (zarr's own write path costs ~10x more for large arrays)
-        for number, lo in enumerate(range(0, len(array), chunk)):
-            part = array[lo : lo + chunk]
-            padding = bytes((chunk - len(part)) * array.itemsize)
-            chunk_writes.append((f"{relpath}/X/{name}/{number}", [memoryview(part).cast("B"), padding]))
+
+    def add_arrays(folder: Any, where: str, named: tuple[tuple[str, np.ndarray], ...]) -> None:
+        for name, array in named:
+            n_chunks = max(1, math.ceil(len(array) / CHUNK))
+            chunk = max(1, math.ceil(len(array) / n_chunks))  # equal chunks: the padding of the last one is tiny
+            folder.create_array(name, shape=array.shape, dtype=array.dtype, chunks=(chunk,), compressors=None)
+            # uncompressed zarr v2 chunks are the raw little-endian bytes, padded to the full chunk: write them
+            # directly (zarr's own write path costs ~10x more for large arrays)
+            for number, lo in enumerate(range(0, len(array), chunk)):
+                part = array[lo : lo + chunk]
+                padding = bytes((chunk - len(part)) * array.itemsize)
+                chunk_writes.append((f"{relpath}/{where}/{name}/{number}", [memoryview(part).cast("B"), padding]))
+
+    x = group.create_group("X")
+    add_arrays(x, "X", (("data", data), ("indices", indices), ("indptr", indptr)))
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.map(lambda item: location.write_file(*item), chunk_writes)
         skeleton = ad.AnnData(obs=obs, var=pd.DataFrame(index=pd.Index(gene_order.astype(str), name=None)), uns=uns)
         for key in ("obs", "var", "uns"):
             ad.io.write_elem(group, key, getattr(skeleton, key))
+        # after obs (writing obs replaces its group); anndata reads only obs's listed columns, so it ignores these
+        offsets, name_bytes = encode_names(obs.index)
+        names = group.require_group(NAMES_PATH)
+        names.attrs.update({"encoding-type": "dict", "encoding-version": "0.1.0"})
+        n_writes = len(chunk_writes)
+        add_arrays(names, NAMES_PATH, (("offsets", offsets), ("bytes", name_bytes)))
+        for name_writes in chunk_writes[n_writes:]:
+            location.write_file(*name_writes)
         checksum = shard_checksum(data, indices, indptr, obs.index)
         list(pending)  # re-raises a failed write
     x.attrs.update(
@@ -123,7 +140,7 @@ def write_shard(
             "encoding-type": "csc_matrix",
             "encoding-version": "0.1.0",
             "shape": [len(obs), len(gene_order)],
-            ATTRS: {**attrs, "checksum": checksum},
+            ATTRS: {**attrs, "checksum": checksum, NAMES_KEY: NAMES_PATH},
         }
     )
     group.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
@@ -140,8 +157,6 @@ def _map_file(path: str, dtype: np.dtype, length: int) -> np.ndarray:
     ``MADV_RANDOM`` stops the kernel from reading ahead (and mapping) megabytes around every page a query touches:
     a gene set touches small runs scattered over the file.
     """
-    import mmap
-
     with open(path, "rb") as handle:
         mapped = mmap.mmap(handle.fileno(), length * dtype.itemsize, access=mmap.ACCESS_READ)
     if hasattr(mapped, "madvise") and hasattr(mmap, "MADV_RANDOM"):
@@ -174,16 +189,18 @@ class ShardReader:
     """
 
     def __init__(self, location: Location, name: str, relpath: str, gene_order_sha256: str, n_genes: int):
-        import zarr
-
         self.location, self.name, self.relpath = location, name, relpath
         self.where = location.join(relpath)
+        self._group: Any = None
         try:
-            self.group = zarr.open_group(self.where, mode="r", storage_options=_options(location))
-            x = self.group["X"]
-            self.shape = tuple(int(v) for v in x.attrs["shape"])
-            encoding = x.attrs.get("encoding-type")
-            attrs = dict(x.attrs.get(ATTRS, {}))
+            x_attrs = self._zarr_v2_attrs("X")  # one small file read (opening the zarr group costs ~2-5 ms)
+            if x_attrs is None:  # not a zarr v2 store: let zarr open it
+                x_attrs = dict(self.group["X"].attrs)
+            self.shape = tuple(int(v) for v in x_attrs["shape"])
+            encoding = x_attrs.get("encoding-type")
+            attrs = dict(x_attrs.get(ATTRS, {}))
+        except ShardError:
+            raise
         except Exception as error:
             raise self.error(f"cannot be opened ({type(error).__name__}: {error})") from error
         if encoding != "csc_matrix":
@@ -205,6 +222,33 @@ class ShardReader:
         self._maps: dict[str, np.ndarray | None] = {}
         #: zarr-decoded arrays whose chunks were all found
         self._complete: set[str] = set()
+        #: folder of the offsets + bytes copy of the cell names (``None``: written before it existed)
+        self._names_path: str | None = attrs.get(NAMES_KEY)
+        self._names: pd.Index | None = None
+        self._meta: dict[str, dict[str, Any] | None] = {}
+
+    @property
+    def group(self) -> Any:
+        """The shard's zarr group (opened on first use)."""
+        if self._group is None:
+            import zarr
+
+            try:
+                self._group = zarr.open_group(self.where, mode="r", storage_options=_options(self.location))
+            except Exception as error:
+                raise self.error(f"cannot be opened ({type(error).__name__}: {error})") from error
+        return self._group
+
+    def _zarr_v2_attrs(self, *parts: str) -> dict[str, Any] | None:
+        """The ``.zattrs`` of a zarr v2 node under the shard (``{}`` when it has none), ``None`` for other stores."""
+        try:
+            return json.loads(self.location.read_bytes(self.relpath, *parts, ".zattrs"))
+        except FileNotFoundError:
+            if self.location.exists(self.relpath, *parts, ".zgroup"):
+                return {}
+            if self.location.exists(self.relpath, "zarr.json") or self.location.exists(self.relpath):
+                return None
+            raise
 
     def error(self, problem: str) -> ShardError:
         """An error naming this shard and the fix."""
@@ -225,10 +269,16 @@ class ShardReader:
             from ._integrity import indptr_problem, missing_chunks
 
             try:
-                array = self.group["X/indptr"]
-                problem = missing_chunks(self.location, f"{self.relpath}/X/indptr", array)
-                indptr = None if problem else np.asarray(array[:], dtype=np.int64)
-                n_values = self.group["X/data"].shape[0]
+                raw = self._raw_array("indptr")
+                if raw is not None:  # uncompressed, one chunk: the file is the array (a missing file fails here)
+                    problem, indptr, n_values = None, raw, self._raw_length("data")
+                else:
+                    array = self.group["X/indptr"]
+                    problem = missing_chunks(self.location, f"{self.relpath}/X/indptr", array)
+                    indptr = None if problem else np.asarray(array[:], dtype=np.int64)
+                    n_values = self.group["X/data"].shape[0]
+            except ShardError:
+                raise
             except Exception as error:
                 raise self.error(f"X/indptr cannot be read ({type(error).__name__}: {error})") from error
             problem = problem or indptr_problem(indptr, self.shape[1], n_values, self.expected_nnz)
@@ -237,53 +287,152 @@ class ShardReader:
             self._indptr = indptr
         return self._indptr
 
-    def obs(self, columns: list[str] | None = None) -> pd.DataFrame:
-        """Cell metadata (read once); with ``columns``, only those columns the shard has (read on their own)."""
-        if self._obs is None and columns is not None and self.location.is_local:
-            from ._obs import read_obs
-
+    def _zarray(self, folder: str, key: str) -> dict[str, Any] | None:
+        """The ``.zarray`` metadata of ``<folder>/<key>`` (read once), ``None`` when it has none."""
+        cache_key = f"{folder}/{key}"
+        if cache_key not in self._meta:
             try:
-                partial = read_obs(self.where, list(columns))
-            except Exception as error:
-                raise self.error(f"obs cannot be read ({type(error).__name__}: {error})") from error
-            if partial is not None:
-                if len(partial) != self.n_cells:
-                    raise self.error(f"obs has {len(partial)} rows but X has {self.n_cells}")
-                return partial
+                self._meta[cache_key] = json.loads(self.location.read_bytes(self.relpath, folder, key, ".zarray"))
+            except FileNotFoundError:
+                self._meta[cache_key] = None
+        return self._meta[cache_key]
+
+    def _raw_length(self, key: str) -> int:
+        """Length of ``X/<key>`` from its ``.zarray``."""
+        meta = self._zarray("X", key)
+        if meta is None:
+            raise FileNotFoundError(f"X/{key}/.zarray is missing")
+        return int(meta["shape"][0])
+
+    def _raw_array(self, key: str, folder: str = "X") -> np.ndarray | None:
+        """A whole uncompressed single-chunk zarr v2 array under ``folder``, read as one file; ``None`` otherwise."""
+        meta = self._zarray(folder, key)
+        if meta is None:
+            return None
+        (length,), (chunk,) = meta["shape"], meta["chunks"]
+        if meta.get("compressor") is not None or meta.get("filters") or chunk < length or meta.get("order") == "F":
+            return None
+        dtype = np.dtype(meta["dtype"])
+        if not length:
+            return np.empty(0, dtype)
+        raw = self.location.read_bytes(self.relpath, folder, key, "0")
+        if len(raw) < length * dtype.itemsize:
+            raise self.error(f"{folder}/{key} holds {len(raw)} bytes, fewer than its {length} elements")
+        return np.frombuffer(raw, dtype=dtype, count=length)
+
+    def names(self, *, full_check: bool = False) -> pd.Index:
+        """The cell names (read once), as pandas' Arrow-backed string dtype (see :mod:`._obs`).
+
+        ``full_check`` (for :meth:`Atlas.verify`) reads them again and also checks that the bytes are UTF-8.
+        """
+        if self._names is None or (full_check and self._names_path is not None):
+            if self._names_path is None:  # written before the offsets + bytes copy existed
+                names = self._index_from_obs()
+            else:
+                try:
+                    offsets = self._raw_array("offsets", self._names_path)
+                    data = self._raw_array("bytes", self._names_path)
+                    if offsets is None or data is None:
+                        raise FileNotFoundError(f"{self._names_path} is missing")
+                    problem = names_problem(offsets, len(data), self.n_cells)
+                    if problem:
+                        raise self.error(problem)
+                    names = decode_names(offsets, data, full_check=full_check)
+                except ShardError:
+                    raise
+                except Exception as error:
+                    raise self.error(f"the cell names cannot be read ({type(error).__name__}: {error})") from error
+            if len(names) != self.n_cells:
+                raise self.error(f"obs has {len(names)} rows but X has {self.n_cells}")
+            self._names = names
+        return self._names
+
+    def _index_from_obs(self) -> pd.Index:
+        """AnnData's ``obs/_index`` as :func:`._obs.names_dtype` (shards without the offsets + bytes copy)."""
+        from ._obs import as_names_index, read_index
+
+        try:
+            if self.location.is_local:
+                try:
+                    return read_index(self.where)
+                except (KeyError, ValueError, TypeError):
+                    pass  # an encoding read_index does not handle: anndata reads it
+            return as_names_index(self._read_obs(None).index)
+        except ShardError:
+            raise
+        except Exception as error:
+            raise self.error(f"obs cannot be read ({type(error).__name__}: {error})") from error
+
+    def obs(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """Cell metadata (read once); with ``columns``, only those columns the shard has (read on their own).
+
+        The index is :meth:`names`.
+        """
+        if self._obs is None and columns is not None:
+            names = self.names()
+            if not columns:
+                return pd.DataFrame(index=names)
+            if self.location.is_local:
+                from ._obs import read_obs
+
+                try:
+                    partial = read_obs(self.where, list(columns), index=names)
+                except Exception as error:
+                    raise self.error(f"obs cannot be read ({type(error).__name__}: {error})") from error
+                if partial is not None:
+                    if len(partial) != self.n_cells:
+                        raise self.error(f"obs has {len(partial)} rows but X has {self.n_cells}")
+                    return partial
         if self._obs is None:
-            self._obs = self._read_obs()
-            if len(self._obs) != self.n_cells:
-                raise self.error(f"obs has {len(self._obs)} rows but X has {self.n_cells}")
+            obs = self._read_obs(self.names())
+            if len(obs) != self.n_cells:
+                raise self.error(f"obs has {len(obs)} rows but X has {self.n_cells}")
+            self._obs = obs
         return self._obs if columns is None else self._obs[[c for c in columns if c in self._obs.columns]]
 
-    def _read_obs(self) -> pd.DataFrame:
-        import anndata as ad
-
+    def _read_obs(self, index: pd.Index | None) -> pd.DataFrame:
+        """The whole obs, indexed by ``index`` when given (else by its own index, as read)."""
         try:
             if self.location.is_local:  # decoded straight from the chunk files (see _obs.py); None: use anndata
                 from ._obs import read_obs
 
-                obs = read_obs(self.where)
+                obs = read_obs(self.where, index=index)
                 if obs is not None:
                     return obs
-            return ad.io.read_elem(self.group["obs"])
+            import anndata as ad
+
+            obs = ad.io.read_elem(self.group["obs"])
+            if index is not None:
+                if len(obs) != len(index):
+                    raise self.error(f"obs has {len(obs)} rows but X has {self.n_cells}")
+                obs.index = index.rename(obs.index.name)
+            return obs
+        except ShardError:
+            raise
         except Exception as error:
             raise self.error(f"obs cannot be read ({type(error).__name__}: {error})") from error
+
+    @property
+    def has_names_copy(self) -> bool:
+        """Whether the shard stores its cell names as offsets + bytes besides ``obs/_index``."""
+        return self._names_path is not None
+
+    def stored_index(self) -> pd.Index:
+        """AnnData's own ``obs/_index`` (for :meth:`Atlas.verify` to compare with :meth:`names`)."""
+        return self._index_from_obs()
 
     def _raw_layout(self, key: str) -> tuple[np.dtype, int] | None:
         """``(dtype, chunk length)`` when ``X/<key>`` is uncompressed zarr v2 (byte ranges readable), else ``None``."""
         if key not in self._raw:
             layout = None
-            try:
-                meta = json.loads(self.location.read_bytes(self.relpath, "X", key, ".zarray"))
+            meta = self._zarray("X", key)
+            if meta is not None:
                 if (
                     meta.get("compressor") is None
                     and not meta.get("filters")
                     and meta.get("dimension_separator", ".") in (".", "/")
                 ):
                     layout = (np.dtype(meta["dtype"]), int(meta["chunks"][0]))
-            except FileNotFoundError:
-                layout = None
             self._raw[key] = layout
         return self._raw[key]
 

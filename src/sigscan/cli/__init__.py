@@ -17,18 +17,31 @@ from collections.abc import Sequence
 #: modules that register sub-commands, in the order ``--help`` lists them
 _COMMAND_MODULES = ("_demo", "_attributions", "_score", "_atlas", "_concepts", "_analyses")
 
+#: the module registering each command: a command line naming one imports only that module (``sigscan atlas score``
+#: then imports neither torch nor scanpy, which the other commands' option lists need)
+_COMMAND_MODULE = {
+    "demo": "_demo",
+    "attributions": "_attributions",
+    "score": "_score",
+    "compare": "_score",
+    "atlas": "_atlas",
+    "concepts": "_concepts",
+    "analyses": "_analyses",
+}
+
 _USER_ERRORS = (ValueError, KeyError, TypeError)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every sub-command registered."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser with every sub-command registered (only ``command``'s module when given)."""
     from .. import __version__
 
     parser = argparse.ArgumentParser(prog="sigscan", description="Foundation-model gene attributions for scanpy.")
     parser.add_argument("--version", action="version", version=f"sigscan {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _COMMAND_MODULES:
+    modules = _COMMAND_MODULES if command not in _COMMAND_MODULE else (_COMMAND_MODULE[command],)
+    for name in modules:
         importlib.import_module(f"{__name__}.{name}").register(subparsers)
     _set_flags(parser)
     return parser
@@ -47,8 +60,10 @@ def _set_flags(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sigscan`` script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = next((word for word in words if not word.startswith("-")), None)
+    parser = build_parser(command)
+    args = parser.parse_args(words)
     if args.command is None:
         parser.print_help()
         return 2

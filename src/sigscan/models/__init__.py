@@ -1,12 +1,16 @@
 """Encoder wrappers: what :func:`sigscan.pp.attributions` attributes."""
 
-from ._base import AttributionModel, FirstLinear
-from ._scfoundation import ScFoundation, ScFoundationEncoder
-from ._scgpt import ScGPT, ScGPTEncoder
-from ._scimilarity import SCimilarity, SCimilarityEncoder
-from ._sctab import ScTabSSL
-from ._scvi import SCVI
-from ._torch import TorchEncoder
+from .._threads import prefer_passive_waiting
+
+prefer_passive_waiting()  # before torch and numba start their OpenMP thread pools (once per process)
+
+from ._base import AttributionModel, FirstLinear  # noqa: E402
+from ._scfoundation import ScFoundation, ScFoundationEncoder  # noqa: E402
+from ._scgpt import ScGPT, ScGPTEncoder  # noqa: E402
+from ._scimilarity import SCimilarity, SCimilarityEncoder  # noqa: E402
+from ._sctab import ScTabSSL  # noqa: E402
+from ._scvi import SCVI  # noqa: E402
+from ._torch import TorchEncoder  # noqa: E402
 
 __all__ = [
     "SCVI",
@@ -21,3 +25,7 @@ __all__ = [
     "ScTabSSL",
     "TorchEncoder",
 ]
+
+from .._engine import _warmup  # noqa: E402
+
+_warmup.start()  # load the fast path's compiled kernels in the background while data and models load

@@ -1,8 +1,12 @@
 """Preprocessing: compute attribution layers."""
 
-from ._attributions import attributions
-from ._diagnostics import completeness
-from ._downsample import downsample_counts
-from ._embeddings import embeddings
+from .._threads import prefer_passive_waiting
+
+prefer_passive_waiting()  # before torch and numba start their OpenMP thread pools (once per process)
+
+from ._attributions import attributions  # noqa: E402
+from ._diagnostics import completeness  # noqa: E402
+from ._downsample import downsample_counts  # noqa: E402
+from ._embeddings import embeddings  # noqa: E402
 
 __all__ = ["attributions", "completeness", "downsample_counts", "embeddings"]

@@ -1,17 +1,21 @@
 """Tools: gene-set scores, scorer comparisons, hits and analyses."""
 
-from ._analyses import cell_cycle_contrast, factor_specificity, qc_correlation, rank_percentiles
-from ._attribution_score import attribution_score
-from ._compare import DEFAULT_METHODS as DEFAULT_COMPARE_METHODS
-from ._compare import compare_scorers
-from ._concept_genes import concept_genes
-from ._concepts import ConceptModel, concepts
-from ._downsampling import downsampling_stability
-from ._enrichment import concept_enrichment
-from ._hits import hits, sample_hits
-from ._robustness_report import robustness_report
-from ._score_genes import score_genes
-from ._scorers import Scorer, ScoringData, register_scorer, scorers
+from .._threads import prefer_passive_waiting
+
+prefer_passive_waiting()  # before torch and numba start their OpenMP thread pools (once per process)
+
+from ._analyses import cell_cycle_contrast, factor_specificity, qc_correlation, rank_percentiles  # noqa: E402
+from ._attribution_score import attribution_score  # noqa: E402
+from ._compare import DEFAULT_METHODS as DEFAULT_COMPARE_METHODS  # noqa: E402
+from ._compare import compare_scorers  # noqa: E402
+from ._concept_genes import concept_genes  # noqa: E402
+from ._concepts import ConceptModel, concepts  # noqa: E402
+from ._downsampling import downsampling_stability  # noqa: E402
+from ._enrichment import concept_enrichment  # noqa: E402
+from ._hits import hits, sample_hits  # noqa: E402
+from ._robustness_report import robustness_report  # noqa: E402
+from ._score_genes import score_genes  # noqa: E402
+from ._scorers import Scorer, ScoringData, register_scorer, scorers  # noqa: E402
 
 __all__ = [
     "DEFAULT_COMPARE_METHODS",
