@@ -55,7 +55,11 @@ def test_zarr_out(files, tmp_path):
     args = ["attributions", str(counts), "--model", f"scimilarity:{model_dir}", "--method", "ixg", "--out", str(out)]
     assert main([*args, "--batch-size", "16"]) == 0
     stored = ad.read_zarr(out)
-    np.testing.assert_array_equal(stored.X.toarray(), expected.layers["attr_scimilarity_ixg"].toarray())
+    # other batches than the fixture's: equal up to float32 rounding (which genes of a batch take the dense product
+    # depends on the batch)
+    np.testing.assert_allclose(
+        stored.X.toarray(), expected.layers["attr_scimilarity_ixg"].toarray(), rtol=1e-5, atol=1e-4
+    )
     assert list(stored.obs_names) == list(expected.obs_names)
     # running again on a finished store reuses it
     assert main([*args, "--batch-size", "16"]) == 0
