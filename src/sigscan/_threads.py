@@ -52,7 +52,7 @@ def prefer_passive_waiting() -> list[str]:
 
         try:
             from numba.np.ufunc import omppool  # noqa: F401  - numba's OpenMP threading layer (the default with it)
-        except ImportError:  # no libgomp for numba: it uses TBB or its workqueue (which sleep when idle)
+        except Exception:  # no OpenMP for numba (it uses TBB or its workqueue, which sleep when idle): never fatal
             pass
     finally:
         for variable in chosen:
