@@ -60,6 +60,9 @@ def _model_dir() -> Path:
 
 
 def _worker(kind: str, method: str, n_cells: int, batch_size: int, repeats: int, out: str) -> None:
+    if kind == "reference":
+        import torch  # noqa: F401  - before sigscan: torch's thread pool as the reference's users get it
+
     import sigscan as ss
 
     model = ss.models.SCimilarity(_model_dir())

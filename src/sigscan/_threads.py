@@ -15,7 +15,6 @@ and torch operations never call numba, so the pools take turns and are never nes
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from collections.abc import Iterator
@@ -33,7 +32,6 @@ _CGROUP_ROOT = Path("/sys/fs/cgroup")
 _PROC_CGROUP = Path("/proc/self/cgroup")
 
 
-@functools.cache
 def prefer_passive_waiting() -> list[str]:
     """Load torch's and numba's OpenMP runtimes with passive waiting, unless the user set a wait policy.
 

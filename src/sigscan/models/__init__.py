@@ -2,7 +2,7 @@
 
 from .._threads import prefer_passive_waiting
 
-prefer_passive_waiting()  # before torch and numba start their OpenMP thread pools (once per process)
+prefer_passive_waiting()  # before torch and numba start their OpenMP thread pools (no-op once loaded)
 
 from ._base import AttributionModel, FirstLinear  # noqa: E402
 from ._scfoundation import ScFoundation, ScFoundationEncoder  # noqa: E402

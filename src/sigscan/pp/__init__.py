@@ -2,7 +2,7 @@
 
 from .._threads import prefer_passive_waiting
 
-prefer_passive_waiting()  # before torch and numba start their OpenMP thread pools (once per process)
+prefer_passive_waiting()  # before torch and numba start their OpenMP thread pools (no-op once loaded)
 
 from ._attributions import attributions  # noqa: E402
 from ._diagnostics import completeness  # noqa: E402

@@ -2,7 +2,7 @@
 
 from .._threads import prefer_passive_waiting
 
-prefer_passive_waiting()  # before torch and numba start their OpenMP thread pools (once per process)
+prefer_passive_waiting()  # before torch and numba start their OpenMP thread pools (no-op once loaded)
 
 from ._analyses import cell_cycle_contrast, factor_specificity, qc_correlation, rank_percentiles  # noqa: E402
 from ._attribution_score import attribution_score  # noqa: E402
