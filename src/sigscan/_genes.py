@@ -33,6 +33,11 @@ def identifier_type(names: pd.Index | np.ndarray | list[str]) -> IdentifierType:
     return "ensembl" if is_ensembl.mean() > 0.5 else "symbol"
 
 
+def _strings(index: pd.Index) -> pd.Index:
+    """``index`` as strings: the same object when it holds strings already (keeping pandas' cached hash table)."""
+    return index if index.inferred_type == "string" else pd.Index(index.astype(str))
+
+
 def _strip_version(names: pd.Index) -> pd.Index:
     return pd.Index([n.split(".")[0] if _ENSEMBL.match(n) else n for n in names.astype(str)])
 
@@ -90,14 +95,15 @@ def _remap_columns(matrix: sparse.csr_matrix, mapping: np.ndarray, n_columns: in
 
     ``mapping`` is injective on kept columns, so no duplicates arise.
     """
-    columns = mapping[matrix.indices]
-    keep = columns >= 0
-    kept_before = np.zeros(matrix.nnz + 1, dtype=np.int64)
-    np.cumsum(keep, out=kept_before[1:])
-    indptr = kept_before[matrix.indptr]
-    out = sparse.csr_matrix(
-        (matrix.data[keep], columns[keep].astype(np.int32), indptr), shape=(matrix.shape[0], n_columns)
-    )
+    columns = mapping.astype(np.int32, copy=False)[matrix.indices]
+    if columns.size == 0 or columns.min() >= 0:  # nothing to drop (always so on the way back to the data)
+        out = sparse.csr_matrix((matrix.data.copy(), columns, matrix.indptr.copy()), shape=(matrix.shape[0], n_columns))
+    else:
+        keep = columns >= 0
+        kept_before = np.zeros(matrix.nnz + 1, dtype=np.int64)
+        np.cumsum(keep, out=kept_before[1:])
+        indptr = kept_before[matrix.indptr]
+        out = sparse.csr_matrix((matrix.data[keep], columns[keep], indptr), shape=(matrix.shape[0], n_columns))
     if sort:
         out.sort_indices()
     else:
@@ -128,7 +134,7 @@ def align_genes(
             raise ValueError(f"adata.var has no column {requested!r}; available columns: {list(var.columns)}.")
         names, source = pd.Index(var[requested].astype(str)), f"var[{requested!r}]"
     elif identifier_type(var.index) == model_type:
-        names, source = pd.Index(var.index.astype(str)), "var_names"
+        names, source = _strings(var.index), "var_names"
     else:
         names, source = None, "var_names"
         for column in _CANDIDATE_COLUMNS[model_type]:
@@ -141,15 +147,18 @@ def align_genes(
         names = _strip_version(names)
         model_genes = _strip_version(pd.Index(gene_order))
     else:
-        model_genes = pd.Index(gene_order).astype(str)
+        model_genes = _strings(gene_order if isinstance(gene_order, pd.Index) else pd.Index(gene_order))
 
-    position = pd.Series(np.arange(len(model_genes)), index=model_genes)
-    position = position[~position.index.duplicated()]
-    data_to_model = position.reindex(names).to_numpy()
-    data_to_model = np.where(np.isnan(data_to_model), -1, data_to_model).astype(np.int64)
+    if model_genes.is_unique:  # one lookup in the model's own (cached) hash table
+        data_to_model = model_genes.get_indexer(names).astype(np.int64)
+    else:  # the first of a repeated model gene
+        position = pd.Series(np.arange(len(model_genes)), index=model_genes)
+        position = position[~position.index.duplicated()]
+        data_to_model = position.reindex(names).to_numpy()
+        data_to_model = np.where(np.isnan(data_to_model), -1, data_to_model).astype(np.int64)
     # a model gene is fed by one column only: the first occurrence wins
     used = data_to_model >= 0
-    duplicated = pd.Index(data_to_model).duplicated() & used
+    duplicated = np.zeros(len(names), dtype=bool) if names.is_unique else pd.Index(data_to_model).duplicated() & used
     data_to_model[duplicated] = -1
     if duplicated.any():
         warnings.warn(

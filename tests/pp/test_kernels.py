@@ -45,15 +45,24 @@ def test_kernels_equal_scipy(share, monkeypatch):
     np.testing.assert_allclose(dots, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_group_by_gene_equals_tocsc():
+@pytest.mark.parametrize("share", [0.25, 2.0])  # dense split on, off
+def test_group_by_gene_equals_tocsc(share, monkeypatch):
+    """The grouped entries are exactly the sparse genes' entries, in ``tocsc`` order."""
+    monkeypatch.setattr(_kernels, "DENSE_SHARE", share)
     rng = np.random.default_rng(1)
     x = _batch(rng, 50, 80, empty_rows=(0, 7, 49))
     batch = _kernels.GeneMajor.from_csr(x)
-    by_gene = sparse.csr_matrix((np.arange(x.nnz), x.indices, x.indptr), shape=x.shape).tocsc()
+    assert (len(batch.dense) > 0) == (share < 1)
+    np.testing.assert_array_equal(batch.slot[batch.dense], np.arange(len(batch.dense)))
+    # CSR positions + 1 (0 is dropped as an explicit zero below)
+    by_gene = sparse.csr_matrix((np.arange(1, x.nnz + 1), x.indices, x.indptr), shape=x.shape).tocsc()
+    by_gene[:, batch.dense] = 0  # dense genes stay in the CSR arrays
+    by_gene.eliminate_zeros()
+    by_gene.sort_indices()
     np.testing.assert_array_equal(batch.col_ptr, by_gene.indptr)
     np.testing.assert_array_equal(batch.rows, by_gene.indices)
-    np.testing.assert_array_equal(batch.positions, by_gene.data)
-    np.testing.assert_array_equal(batch.values, x.data[by_gene.data])
+    np.testing.assert_array_equal(batch.positions, by_gene.data - 1)
+    np.testing.assert_array_equal(batch.values, x.data[by_gene.data - 1])
 
 
 def test_small_batches_stay_sparse():

@@ -25,17 +25,22 @@ DENSE_MIN_CELLS = 32
 
 
 @numba.njit(cache=True)
-def _group_by_gene(indptr, indices, data, n_genes, col_ptr, rows, positions, values):  # pragma: no cover - compiled
-    """Counting sort of a CSR batch by gene; within a gene, cells stay in ascending order (like ``tocsc``)."""
-    for p in range(indices.shape[0]):
-        col_ptr[indices[p] + 1] += 1
-    for j in range(n_genes):
+def _group_by_gene(indptr, indices, data, slot, col_ptr, rows, positions, values):  # pragma: no cover - compiled
+    """Counting sort of a CSR batch's sparse-gene entries (``slot[j] < 0``) by gene.
+
+    ``col_ptr[j + 1]`` holds gene ``j``'s count on entry. Within a gene, cells stay in ascending order (like
+    ``tocsc``).
+    """
+    for j in range(col_ptr.shape[0] - 1):
         col_ptr[j + 1] += col_ptr[j]
     fill = col_ptr[:-1].copy()
     for i in range(indptr.shape[0] - 1):
         for p in range(indptr[i], indptr[i + 1]):
-            q = fill[indices[p]]
-            fill[indices[p]] = q + 1
+            j = indices[p]
+            if slot[j] >= 0:
+                continue
+            q = fill[j]
+            fill[j] = q + 1
             rows[q] = i
             positions[q] = p
             values[q] = data[p]
@@ -43,43 +48,47 @@ def _group_by_gene(indptr, indices, data, n_genes, col_ptr, rows, positions, val
 
 @dataclass(frozen=True)
 class GeneMajor:
-    """The non-zeros of a CSR batch grouped by gene, so that each weight row is read once per batch (and thread).
+    """A CSR batch split for the kernels: sparse genes grouped by gene, dense genes left in the CSR arrays.
 
-    For gene ``j``, entries ``col_ptr[j]:col_ptr[j + 1]`` give the cell (``rows``), the position in the CSR arrays
-    (``positions``) and the value (``values``). ``dense`` lists the genes computed densely, ``sparse`` the other
-    genes with at least one non-zero (see :func:`dense_genes`).
+    Sparse genes: for gene ``j``, entries ``col_ptr[j]:col_ptr[j + 1]`` give the cell (``rows``), the position in
+    the CSR arrays (``positions``) and the value (``values``), so that each weight row is read once per batch (and
+    thread); ``sparse`` lists the sparse genes with at least one non-zero. Dense genes (``dense``, see
+    :func:`dense_genes`) are read from the CSR arrays (``indptr``, ``indices``, ``data``) row by row; ``slot[j]`` is
+    gene ``j``'s column among them, or -1.
     """
 
     n_cells: int
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+    dense: np.ndarray
+    slot: np.ndarray
+    sparse: np.ndarray
     col_ptr: np.ndarray
     rows: np.ndarray
     positions: np.ndarray
     values: np.ndarray
-    dense: np.ndarray
-    sparse: np.ndarray
 
     @classmethod
     def from_csr(cls, x: sparse.csr_matrix) -> GeneMajor:
         n_cells, n_genes = x.shape
-        col_ptr = np.zeros(n_genes + 1, dtype=np.int64)
-        rows = np.empty(x.nnz, dtype=np.int64)
-        positions = np.empty(x.nnz, dtype=np.int64)
-        values = np.empty(x.nnz, dtype=np.float32)
-        _group_by_gene(
-            x.indptr.astype(np.int64, copy=False),
-            x.indices.astype(np.int64, copy=False),
-            x.data.astype(np.float32, copy=False),
-            n_genes,
-            col_ptr,
-            rows,
-            positions,
-            values,
-        )
-        counts = np.diff(col_ptr)
+        indptr = x.indptr.astype(np.int64, copy=False)
+        indices = x.indices.astype(np.int64, copy=False)
+        data = x.data.astype(np.float32, copy=False)
+        counts = np.bincount(indices, minlength=n_genes)
         dense = dense_genes(counts, n_cells)
-        expressed = counts > 0
-        expressed[dense] = False
-        return cls(n_cells, col_ptr, rows, positions, values, dense, np.flatnonzero(expressed))
+        slot = np.full(n_genes, -1, dtype=np.int64)
+        slot[dense] = np.arange(len(dense))
+        counts[dense] = 0
+        n_sparse = int(counts.sum())
+        col_ptr = np.zeros(n_genes + 1, dtype=np.int64)
+        col_ptr[1:] = counts
+        rows = np.empty(n_sparse, dtype=np.int64)
+        positions = np.empty(n_sparse, dtype=np.int64)
+        values = np.empty(n_sparse, dtype=np.float32)
+        _group_by_gene(indptr, indices, data, slot, col_ptr, rows, positions, values)
+        sparse_genes = np.flatnonzero(counts)
+        return cls(n_cells, indptr, indices, data, dense, slot, sparse_genes, col_ptr, rows, positions, values)
 
 
 def dense_genes(counts: np.ndarray, n_cells: int) -> np.ndarray:
@@ -107,12 +116,13 @@ def _first_layer(col_ptr, rows, values, genes, weight_t, out, n_parts):  # pragm
 
 
 @numba.njit(parallel=True, cache=True)
-def _scatter_dense(col_ptr, rows, values, genes, out):  # pragma: no cover - compiled
-    """``out[:, k]`` = the values of gene ``genes[k]`` (``out`` zero-filled: cells × len(genes))."""
-    for k in numba.prange(genes.shape[0]):
-        j = genes[k]
-        for p in range(col_ptr[j], col_ptr[j + 1]):
-            out[rows[p], k] = values[p]
+def _scatter_dense(indptr, indices, data, slot, out):  # pragma: no cover - compiled
+    """``out[i, slot[j]] = x[i, j]`` for the dense genes (``out`` zero-filled: cells × dense genes)."""
+    for i in numba.prange(indptr.shape[0] - 1):
+        for p in range(indptr[i], indptr[i + 1]):
+            k = slot[indices[p]]
+            if k >= 0:
+                out[i, k] = data[p]
 
 
 @numba.njit(parallel=True, fastmath=True, cache=True)
@@ -130,12 +140,13 @@ def _gene_dots(col_ptr, rows, positions, genes, hidden, weight_t, out):  # pragm
 
 
 @numba.njit(parallel=True, cache=True)
-def _gather_dense(col_ptr, rows, positions, genes, product, out):  # pragma: no cover - compiled
-    """``out[position of (i, genes[k])] = product[i, k]`` for the non-zeros of the dense genes."""
-    for k in numba.prange(genes.shape[0]):
-        j = genes[k]
-        for p in range(col_ptr[j], col_ptr[j + 1]):
-            out[positions[p]] = product[rows[p], k]
+def _gather_dense(indptr, indices, slot, product, out):  # pragma: no cover - compiled
+    """``out[p] = product[i, slot[j]]`` for the non-zeros ``p = (i, j)`` of the dense genes."""
+    for i in numba.prange(indptr.shape[0] - 1):
+        for p in range(indptr[i], indptr[i + 1]):
+            k = slot[indices[p]]
+            if k >= 0:
+                out[p] = product[i, k]
 
 
 def dense_weights(batch: GeneMajor, weight_t: torch.Tensor) -> torch.Tensor:
@@ -155,7 +166,7 @@ def sparse_dense_mm(batch: GeneMajor, weight_t: np.ndarray, dense_w: torch.Tenso
         _first_layer(batch.col_ptr, batch.rows, batch.values, batch.sparse, weight_t, out, numba.get_num_threads())
     if len(batch.dense):
         columns = np.zeros((batch.n_cells, len(batch.dense)), dtype=np.float32)
-        _scatter_dense(batch.col_ptr, batch.rows, batch.values, batch.dense, columns)
+        _scatter_dense(batch.indptr, batch.indices, batch.data, batch.slot, columns)
         torch.from_numpy(out).addmm_(torch.from_numpy(columns), dense_w)
     return out
 
@@ -166,11 +177,11 @@ def sampled_rowdot(batch: GeneMajor, hidden: np.ndarray, weight_t: np.ndarray, d
     Sparse genes one by one: a weight row serves every cell expressing that gene while the cells' ``hidden`` rows
     stay in cache. Dense genes: one GEMM ``hidden @ dense_wᵀ``, read at their non-zeros.
     """
-    out = np.empty(len(batch.rows), dtype=np.float32)
+    out = np.empty(len(batch.indices), dtype=np.float32)
     hidden = np.ascontiguousarray(hidden, dtype=np.float32)
     if len(batch.sparse):
         _gene_dots(batch.col_ptr, batch.rows, batch.positions, batch.sparse, hidden, weight_t, out)
     if len(batch.dense):
         product = torch.mm(torch.from_numpy(hidden), dense_w.T).numpy()
-        _gather_dense(batch.col_ptr, batch.rows, batch.positions, batch.dense, product, out)
+        _gather_dense(batch.indptr, batch.indices, batch.slot, product, out)
     return out
