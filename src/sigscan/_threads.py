@@ -38,8 +38,8 @@ def prefer_passive_waiting() -> list[str]:
     Spinning workers of one pool (torch's after an operation, numba's after a loop) keep the CPUs busy while the
     other pool works, and on a shared machine they burn the time other processes' threads need (measured: IG on two
     busy cores ran 2.3x faster with passive waiting). A runtime reads the policy once, when it is loaded, so this runs
-    at ``import sigscan`` before either is loaded; one loaded earlier (``import torch`` before ``import sigscan``) keeps
-    its policy. The variables are set only while the runtimes load, then removed again, so child processes and
+    when ``sigscan.models``, ``sigscan.pp`` or ``sigscan.tl`` is imported, before either is loaded; one loaded earlier
+    (``import torch`` first) keeps its policy. The variables are set only while the runtimes load, then removed again, so child processes and
     libraries loaded later see the user's environment unchanged. Returns the variables it set.
     """
     chosen = [variable for variable in PASSIVE_WAITING if variable not in os.environ]

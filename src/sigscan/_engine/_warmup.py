@@ -1,8 +1,8 @@
 """Loading the fast path's compiled kernels in the background, so that a fresh process's first call does not wait.
 
 Even from numba's on-disk cache, the first call of a numba function in a process costs ~0.5-1 s: numba initialises
-its compiler target, reads and links the cached machine code and starts its thread pool. :func:`start` (called once
-``import sigscan`` has finished) does that work in a daemon thread while the user reads data and loads a model: it runs
+its compiler target, reads and links the cached machine code and starts its thread pool. :func:`start` (called when
+``sigscan.models`` is imported) does that work in a daemon thread while the user reads data and loads a model: it runs
 the fast path end to end on a three-gene model, so every kernel the engine calls is loaded with the very argument
 types of a real run, whatever the kernels are. The engine calls :func:`wait` on entry, so a run never overlaps the
 warm-up and its results never depend on it (the warm-up touches no user data, model or random state). A process that

@@ -131,8 +131,9 @@ def attributions(
     On the CPU the run uses as many threads as the process may really use (its CPU affinity, capped by a container's
     CPU quota) in numba, torch and BLAS, and restores their previous settings afterwards; set ``NUMBA_NUM_THREADS``
     or ``OMP_NUM_THREADS`` to choose another number. Results do not depend on the number of threads beyond float
-    rounding. Unless ``OMP_WAIT_POLICY`` is set, ``import sigscan`` (before ``import torch``) lets torch's and numba's
-    OpenMP threads sleep rather than spin between parallel regions, which keeps a busy machine responsive.
+    rounding. Unless ``OMP_WAIT_POLICY`` is set, sigscan (its ``models``, ``pp`` or ``tl`` used before ``import torch``)
+    lets torch's and numba's OpenMP threads sleep rather than spin between parallel regions, which keeps a busy machine
+    responsive.
 
     Examples
     --------
