@@ -12,6 +12,9 @@ interpreter never shuts down under native code.
 numba's cache: ``cache=True`` kernels are cached next to their source when that folder is writable, and otherwise
 (a read-only site-packages) in numba's user-wide cache folder (``~/.cache/numba``, or ``NUMBA_CACHE_DIR``); the first
 process after an install compiles them (in this background thread) and later processes load them.
+
+Loaders of published checkpoints also hand their model's own preparation (the weights' checksum and the fast path's
+transposed first layer, ~0.2 s for SCimilarity) to :func:`run_in_background`; :func:`wait` waits for those too.
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+from collections.abc import Callable
 
 _lock = threading.Lock()
 _thread: threading.Thread | None = None
 _error: BaseException | None = None
+#: model preparations started by :func:`run_in_background` and not yet known to be finished
+_background: set[threading.Thread] = set()
 
 
 def _tiny_model():
@@ -91,11 +97,40 @@ def start() -> None:
         _thread.start()
 
 
+def run_in_background(func: Callable[[], object], *, name: str) -> threading.Thread:
+    """Run ``func()`` in a daemon thread that :func:`wait` also waits for; return the thread.
+
+    Its errors are dropped: the real call meets them again.
+    """
+
+    def quietly() -> None:
+        try:
+            func()
+        except BaseException:  # pragma: no cover - preparation must never break the user's process
+            pass
+
+    thread = threading.Thread(target=quietly, name=name, daemon=True)
+    with _lock:
+        if not _registered_fork_hook:
+            _register_fork_hook()
+        _background.add(thread)
+    thread.start()
+    return thread
+
+
 def wait() -> None:
-    """Block until the warm-up (if started) has finished; returns at once when called from the warm-up itself."""
-    thread = _thread
-    if thread is not None and thread is not threading.current_thread():
-        thread.join()
+    """Block until the warm-up and background preparations (if started) have finished.
+
+    Never waits for the calling thread itself.
+    """
+    current = threading.current_thread()
+    with _lock:
+        threads = [_thread, *_background] if _thread is not None else list(_background)
+    for thread in threads:
+        if thread is not current:
+            thread.join()
+    with _lock:
+        _background.difference_update(t for t in threads if not t.is_alive())
 
 
 _registered_fork_hook = False

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -154,13 +154,46 @@ class AttributionModel(ABC):
         """Size of the model's gene space."""
         return len(self.gene_order)
 
-    @cached_property
+    @property
     def checksum(self) -> str:
-        """SHA-256 of the module's state (parameter names, dtypes, shapes and values)."""
+        """SHA-256 of the module's state (parameter names, dtypes, shapes and values).
+
+        Computed once and kept until a weight changes (a new tensor, or an in-place update such as training or
+        ``load_state_dict``); loaders start computing it in the background (:meth:`_prepare_in_background`).
+        """
+        preparing = self.__dict__.get("_preparing")
+        if preparing is not None and preparing is not threading.current_thread():
+            preparing.join()
         state = self.module.state_dict()
+        key = tuple((name, tensor.data_ptr(), tensor._version) for name, tensor in state.items())
+        cached = self.__dict__.get("_checksum")
+        if cached is not None and cached[0] == key:
+            return cached[1]
         arrays = [np.frombuffer(name.encode(), dtype=np.uint8) for name in state]
         arrays += [tensor.detach().cpu().numpy() for tensor in state.values()]
-        return sha256_arrays(arrays)
+        value = sha256_arrays(arrays)
+        self.__dict__["_checksum"] = (key, value)
+        return value
+
+    def _prepare_in_background(self) -> None:
+        """Compute :attr:`checksum` and the fast path's transposed first-layer weight in a daemon thread.
+
+        Loaders of published checkpoints call it once the weights are read, so that a fresh process's first
+        attribution call does not spend ~0.2 s hashing and transposing a SCimilarity-sized first layer while the user
+        loads data meanwhile. Whatever needs either waits for the thread (:attr:`checksum`, the engine's entry).
+        """
+        from .._engine import _warmup
+
+        self.__dict__["_preparing"] = _warmup.run_in_background(self._prepare, name=f"sigscan-prepare-{self.name}")
+
+    def _prepare(self) -> None:
+        from .._engine import transposed_weight
+
+        with torch.no_grad():
+            self.checksum  # noqa: B018 - computed for its cache
+            split = self.first_linear()
+            if split is not None:
+                transposed_weight(split.weight)
 
     def align(
         self, var: pd.DataFrame, *, gene_symbols: str | None = None, gene_ids: str | None = None

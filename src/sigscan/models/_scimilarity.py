@@ -165,6 +165,7 @@ class SCimilarity(AttributionModel):
         encoder.load_state_dict(state, strict=True)
         self._init(encoder, gene_order, min_gene_overlap=min_gene_overlap, name=name)
         self.path = path
+        self._prepare_in_background()
 
     def _init(self, encoder: SCimilarityEncoder, gene_order: pd.Index, *, min_gene_overlap: int, name: str) -> None:
         self.encoder = encoder.eval()

@@ -256,6 +256,7 @@ class ScTabSSL(TorchEncoder):
         self._setup(state, dict(hparams) if isinstance(hparams, Mapping) else {}, _read_var(var), str(checkpoint_path))
         self._finish(min_gene_overlap, name)
         self.path = checkpoint_path
+        self._prepare_in_background()
 
     def _setup(self, state: dict[str, torch.Tensor], hparams: dict[str, Any], genes: pd.Index, source: str) -> None:
         self.prefix = _prefix_of(state, source)
