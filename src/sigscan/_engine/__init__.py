@@ -33,7 +33,7 @@ from ..models._transformer import autocast
 from . import _warmup
 from ._kernels import GeneMajor, dense_weights, sampled_rowdot, sparse_dense_mm
 from ._mlp import chain_embedding, chain_hidden_gradient, compile_chain
-from ._torch_kernels import DeviceBatch, attribution_values, first_layer
+from ._torch_kernels import DeviceBatch, attribution_values, device_batch, first_layer
 from ._transfer import IN_FLIGHT, PendingValues, PinnedBuffers, Stager, prefetch
 
 if TYPE_CHECKING:
@@ -108,15 +108,6 @@ def quiet_captum():
         yield
 
 
-def csr_tensor(x: sparse.csr_matrix, device: torch.device) -> torch.Tensor:
-    return torch.sparse_csr_tensor(
-        torch.from_numpy(x.indptr.astype(np.int64)),
-        torch.from_numpy(x.indices.astype(np.int64)),
-        torch.from_numpy(x.data.astype(np.float32, copy=False)),
-        size=x.shape,
-    ).to(device)
-
-
 def hidden_gradient(head: SummationHead, u: torch.Tensor, w: torch.Tensor, method: str, n_steps: int) -> torch.Tensor:
     """``ḡ`` in hidden space such that the gene attribution is ``x ⊙ (ḡ W)``."""
     n = u.shape[0]
@@ -144,21 +135,6 @@ def hidden_gradient(head: SummationHead, u: torch.Tensor, w: torch.Tensor, metho
         (grad,) = torch.autograd.grad(out, scaled, grad_outputs=weights)
         total += grad.view(k, n, -1).sum(dim=0)
     return total
-
-
-def gene_rowdots(x: sparse.csr_matrix, hidden: torch.Tensor, weight_t: torch.Tensor) -> np.ndarray:
-    """For every non-zero (i, j) of ``x``: ``hidden[i] · weight_t[j]``.
-
-    Only the genes expressed somewhere in the batch are multiplied (one GEMM over that union), so the dense
-    cells × genes product is never formed over the whole gene space.
-    """
-    if x.nnz == 0:
-        return np.zeros(0, dtype=np.float32)
-    genes, position = np.unique(x.indices, return_inverse=True)
-    device = hidden.device
-    product = hidden @ weight_t[torch.from_numpy(genes).to(device)].T  # cells × expressed genes
-    rows = torch.from_numpy(np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))).to(device)
-    return product[rows, torch.from_numpy(position.ravel()).to(device)].cpu().numpy()
 
 
 #: ``id(weight)`` → (weak reference to the weight, state key, ``weight.T``): a cache of this module, not an attribute
@@ -719,9 +695,5 @@ def embed_batch(model: AttributionModel, x: sparse.csr_matrix, device: torch.dev
 
 
 def _first_linear_embedding(split: FirstLinear, x: sparse.csr_matrix, device: torch.device) -> torch.Tensor:
-    weight_t = transposed_weight(split.weight)
-    if x.nnz:
-        u = torch.sparse.mm(csr_tensor(x, device), weight_t)
-    else:
-        u = torch.zeros(x.shape[0], weight_t.shape[1], device=device, dtype=weight_t.dtype)
+    u = first_layer(device_batch(x, device), transposed_weight(split.weight))
     return split.rest(u if split.bias is None else u + split.bias)

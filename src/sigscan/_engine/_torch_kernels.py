@@ -67,6 +67,19 @@ def index_dtype(x: sparse.csr_matrix) -> np.dtype:
     return np.dtype(np.int32) if max(x.nnz, x.shape[1]) <= _INT32_MAX else np.dtype(np.int64)
 
 
+def device_batch(x: sparse.csr_matrix, device: torch.device) -> DeviceBatch:
+    """``x`` (sorted first if needed) on ``device``, copied at once.
+
+    Attribution runs stage their batches ahead instead (:class:`~sigscan._engine._transfer.Stager`).
+    """
+    if not x.has_sorted_indices:
+        x = x.sorted_indices()
+    dtype = index_dtype(x)
+    arrays = (x.indptr.astype(dtype, copy=False), x.indices.astype(dtype, copy=False), x.data.astype(np.float32))
+    crow, col, values = (torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays)
+    return DeviceBatch(x, crow, col, values)
+
+
 def first_layer(batch: DeviceBatch, weight_t: torch.Tensor) -> torch.Tensor:
     """``u = x Wᵀ`` (no bias; cells × hidden, float32) from the sparse batch; cost ∝ non-zeros."""
     if batch.x.nnz == 0:

@@ -16,13 +16,12 @@ from .._engine import (
     ModelSettings,
     SummationHead,
     counts_matrix,
-    csr_tensor,
     embed_batch,
-    gene_rowdots,
     hidden_gradient,
     quiet_captum,
     transposed_weight,
 )
+from .._engine._torch_kernels import attribution_values, device_batch, first_layer
 from .._logging import timed
 from .._utils import as_csr_float32
 from ._concepts import ConceptModel, TopKSAE
@@ -63,9 +62,7 @@ class _Explainer:
 
     def _first_layer(self, x: sparse.csr_matrix) -> torch.Tensor:
         """``u = x Wᵀ`` without bias (cost ∝ non-zeros)."""
-        if x.nnz == 0:
-            return torch.zeros(x.shape[0], self.weight_t.shape[1], device=self.device, dtype=self.weight_t.dtype)
-        return torch.sparse.mm(csr_tensor(x, self.device), self.weight_t)
+        return first_layer(device_batch(x, self.device), self.weight_t)
 
     def _from_first_layer(self, u: torch.Tensor) -> torch.Tensor:
         """Pre-top-k activations (all concepts) from first-layer outputs ``u`` (no bias)."""
@@ -120,10 +117,17 @@ class _Explainer:
         selector[torch.arange(x.shape[0]), torch.from_numpy(concept).to(self.device)] = 1.0
         if self.split is not None:
             head = SummationHead(nn.ModuleList([self.split.rest, self.readout]), self._from_first_layer)
-            u = self._first_layer(x)
+            batch = device_batch(x, self.device)
+            u = first_layer(batch, self.weight_t)
             with torch.enable_grad():
                 hidden = hidden_gradient(head, u, selector, "ig", n_steps).detach()
-            return x.data * gene_rowdots(x, hidden, self.weight_t)
+            values = attribution_values(batch, hidden, self.weight_t).cpu().numpy()  # in sorted CSR order
+            if batch.x is x:
+                return values
+            rows = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
+            stored = np.empty_like(values)
+            stored[np.lexsort((x.indices, rows))] = values
+            return stored
         return self._integrated_gradients_captum(x, selector, n_steps)
 
     def _integrated_gradients_captum(self, x: sparse.csr_matrix, selector: torch.Tensor, n_steps: int) -> np.ndarray:
