@@ -127,8 +127,21 @@ def _evict(path: str) -> None:
                 os.close(fd)
 
 
-def first_query(sizes: list[int], workdir: str, source, gene_list: list[str], ref_max_cells: int = 20_000) -> None:
-    """First vs warm query in fresh processes, and the reference's first query on the same rows."""
+def first_query(
+    sizes: list[int],
+    workdir: str,
+    source,
+    gene_list: list[str],
+    ref_max_cells: int = 20_000,
+    *,
+    keep: bool = False,
+    reuse: bool = False,
+) -> None:
+    """First vs warm query in fresh processes, and the reference's first query on the same rows.
+
+    ``keep``: leave the reference's TileDB arrays (``<workdir>/ref<cells>.tdb``, ~1 h of build per 1M cells here);
+    ``reuse``: query arrays an earlier ``keep`` run left instead of building them again.
+    """
     from atlas import shard_rows
 
     set_file = os.path.join(workdir, "set.json")
@@ -157,11 +170,15 @@ def first_query(sizes: list[int], workdir: str, source, gene_list: list[str], re
                 ]
             )
             npz = os.path.join(workdir, f"ref{cells}.npz")
-            sparse.save_npz(npz, matrix[rows], compressed=False)
             genes_file = os.path.join(workdir, "genes.txt")
             open(genes_file, "w").write("\n".join(genes))
             uri = os.path.join(workdir, f"ref{cells}.tdb")
-            _python(_REFERENCE, uri, genes_file, set_file, npz, "build", extra_path=reference)
+            record = uri + ".json"  # written after a finished build: a killed build is never reused
+            if not (reuse and os.path.exists(record)):
+                sparse.save_npz(npz, matrix[rows], compressed=False)
+                built = _python(_REFERENCE, uri, genes_file, set_file, npz, "build", extra_path=reference)
+                os.remove(npz)
+                json.dump({"cells": cells, **built}, open(record, "w"))
             ref = [_python(_REFERENCE, uri, genes_file, set_file, npz, "query", extra_path=reference) for _ in range(3)]
             ref_first = float(np.median([r["first_s"] for r in ref]))
             line += f"; reference first query_attributions {ref_first:.3f} s ({ref_first / first:.1f}x ours)"
@@ -169,6 +186,9 @@ def first_query(sizes: list[int], workdir: str, source, gene_list: list[str], re
             line += "; reference not importable (sc-signature + tiledb), not measured"
         print(line, flush=True)
         shutil.rmtree(path, ignore_errors=True)
+        if reference is not None and not keep:
+            shutil.rmtree(os.path.join(workdir, f"ref{cells}.tdb"), ignore_errors=True)
+            Path(os.path.join(workdir, f"ref{cells}.tdb.json")).unlink(missing_ok=True)
 
 
 def scale(
@@ -291,7 +311,7 @@ def main(args) -> None:
     gene_list = gene_set_99(source[2])
     if args.first_query:
         sizes = [int(c) for c in args.first_query.split(",")]
-        first_query(sizes, args.workdir, source, gene_list, args.ref_max_cells)
+        first_query(sizes, args.workdir, source, gene_list, args.ref_max_cells, keep=args.keep, reuse=args.reuse)
     if args.scale_cells:
         scale(
             args.scale_cells,

@@ -228,7 +228,11 @@ def main() -> None:
     parser.add_argument("--gen-cells", type=int, default=0, help="--scale: PBMC3k cells for generation (0: skip)")
     parser.add_argument("--gen-method", default="ixg", choices=("ig", "dl", "ixg"))
     parser.add_argument("--ref-max-cells", type=int, default=20_000, help="--scale: largest size for the reference")
-    parser.add_argument("--reuse", action="store_true", help="--scale: query the atlas a --keep run left (no build)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="--scale: query the atlas (and reference arrays) a --keep run left (no build)",
+    )
     parser.add_argument("--no-query", action="store_true", help="--scale: build the large atlas only (with --keep)")
     args = parser.parse_args()
     if args.scale:

@@ -242,11 +242,16 @@ def match_weighted_genes(
     columns = match_genes(gene_list, var_names, set_name=set_name)
     if weights is None:
         return columns, None
+    return columns, set_weights(gene_list, weights, pd.Index(var_names)[columns])
+
+
+def set_weights(gene_list: list[str], weights: Iterable[float], kept: Iterable[str]) -> np.ndarray:
+    """The weights (aligned with ``gene_list``) of the genes ``kept``, checked finite and not summing to zero."""
     weights = np.asarray(list(weights), dtype=np.float64)
     if len(weights) != len(gene_list):
         raise ValueError(f"weights has {len(weights)} entries but the gene set has {len(gene_list)} genes.")
     by_gene = dict(zip(gene_list, weights, strict=True))
-    kept = np.array([by_gene[g] for g in pd.Index(var_names)[columns]])
-    if not np.isfinite(kept).all() or kept.sum() == 0:
+    values = np.array([by_gene[g] for g in kept])
+    if not np.isfinite(values).all() or values.sum() == 0:
         raise ValueError("weights must be finite and must not sum to zero.")
-    return columns, kept
+    return values

@@ -1,4 +1,4 @@
-"""The first query of a process: the numpy kernel equals numba's bit for bit; obs read from chunk files equals anndata."""
+"""The first query of a process: the SciPy kernel equals numba's bit for bit; obs read from chunk files equals anndata."""
 
 from __future__ import annotations
 
@@ -15,29 +15,42 @@ from sigscan.atlas._numba_kernels import range_sums
 from sigscan.atlas._obs import NAMES_PATH, names_dtype, read_obs
 
 
-def test_numpy_kernel_equals_numba_bit_for_bit():
+@pytest.mark.parametrize("unit_weights", [False, True])
+def test_scipy_kernel_equals_numba_bit_for_bit(monkeypatch, unit_weights):
     rng = np.random.default_rng(0)
     matrix = sparse.random(500, 300, density=0.1, format="csc", dtype=np.float32, random_state=rng)
+    matrix.data *= 1e3  # attributions sum to 1,000 per cell: sums of many magnitudes, where rounding order shows
     data, indices, indptr = matrix.data, matrix.indices.astype(np.int32), matrix.indptr.astype(np.int64)
     columns = np.sort(rng.choice(300, 40, replace=False))
-    weights = rng.uniform(0.5, 2, len(columns))
+    columns[:2] = [columns[2] - 1, columns[2] - 1] if columns[2] > 0 else columns[:2]  # a repeated column
+    weights = np.ones(len(columns)) if unit_weights else rng.uniform(0.5, 2, len(columns))
     starts, stops = indptr[columns], indptr[columns + 1]
-    by_numpy, bad_numpy = _kernels._numpy_sums(data, indices, starts, stops, weights, 500)
+    col_ptr = np.r_[0, np.cumsum(stops - starts)]
+    gathered = [np.concatenate([a[s:e] for s, e in zip(starts, stops, strict=True)]) for a in (data, indices)]
+    by_scipy, bad_scipy = _kernels._scipy_sums(*gathered, col_ptr, weights, 500)
     by_numba = np.zeros(500)
     bad_numba = range_sums(data, indices, starts, stops, weights, by_numba)
-    np.testing.assert_array_equal(by_numpy, by_numba)  # same products added in the same order
-    assert bad_numpy == bad_numba == 0
-    np.testing.assert_allclose(by_numpy, matrix[:, columns] @ weights, rtol=1e-12)
+    np.testing.assert_array_equal(by_scipy, by_numba)  # same products added in the same order
+    assert bad_scipy == bad_numba == 0
+    np.testing.assert_allclose(by_scipy, matrix[:, columns] @ weights, rtol=1e-12)
     # out-of-range row numbers are counted and skipped by both
     broken = indices.copy()
-    broken[starts[0]] = 10_000
-    sums, bad = _kernels._numpy_sums(data, broken, starts, stops, weights, 500)
+    broken[starts[3]] = 10_000
+    broken[starts[3] + 1] = -1
+    broken_gathered = np.concatenate([broken[s:e] for s, e in zip(starts, stops, strict=True)])
+    sums, bad = _kernels._scipy_sums(gathered[0], broken_gathered, col_ptr, weights, 500)
     reference = np.zeros(500)
-    assert bad == range_sums(data, broken, starts, stops, weights, reference) == 1
+    assert bad == range_sums(data, broken, starts, stops, weights, reference) == 2
     np.testing.assert_array_equal(sums, reference)
-    # the public entry points agree whichever path serves them
-    _kernels.start_loading()
-    np.testing.assert_array_equal(_kernels.sum_column_ranges(data, indices, starts, stops, weights, 500)[0], by_numba)
+    # the public entry points give the same sums on either path
+    _kernels.start_loading(wait=True)
+    for ready in (True, False):
+        monkeypatch.setattr(_kernels, "numba_ready", lambda start=False, ready=ready: ready)
+        by_ranges, bad = _kernels.sum_column_ranges(data, indices, starts, stops, weights, 500)
+        np.testing.assert_array_equal(by_ranges, by_numba)
+        assert bad == 0
+        by_slice = _kernels.weighted_column_sums(*gathered, col_ptr, weights, 500)
+        np.testing.assert_array_equal(by_slice, by_numba)
 
 
 def test_fast_obs_reader_equals_anndata(tmp_path):
@@ -83,14 +96,16 @@ def test_score_reads_only_requested_obs_columns(tmp_path, model, pbmc, gene_set)
 
 
 def _strip_names_copy(shard: str) -> None:
-    """Make a shard look like one written before the offsets + bytes copy of the cell names existed."""
+    """Make a shard look like one written before the offsets + bytes copy of the cell names (and the header) existed."""
     import json
     import shutil
     from pathlib import Path
 
+    from sigscan.atlas._header import HEADER
     from sigscan.atlas._obs import NAMES_KEY, NAMES_PATH
     from sigscan.atlas._shard import ATTRS
 
+    shutil.rmtree(Path(shard, HEADER))
     shutil.rmtree(Path(shard, NAMES_PATH))
     attrs_file = Path(shard, "X", ".zattrs")
     attrs = json.loads(attrs_file.read_text())
@@ -124,12 +139,22 @@ def test_names_copy_and_old_format_shards(tmp_path, pbmc, kang, gene_set, model)
 
 
 def test_damaged_names_copy_names_the_shard(tmp_path, pbmc, gene_set, model):
+    import shutil
+
+    from sigscan.atlas._header import HEADER
+
     atlas = ss.Atlas.create(tmp_path / "atlas", model=model)
     atlas.add(pbmc, name="pbmc")
     folder = tmp_path / "atlas" / atlas.manifest.shard("pbmc").path / NAMES_PATH
+    expected = ss.Atlas(tmp_path / "atlas").score(gene_set, progress=False)
     offsets = np.frombuffer((folder / "offsets" / "0").read_bytes(), dtype="<i8").copy()
     offsets[5] = offsets[4] - 1  # decreasing: the buffers cannot be wrapped safely
     (folder / "offsets" / "0").write_bytes(offsets.tobytes())
+    # queries read the names from the query header; verify compares all copies
+    pd.testing.assert_frame_equal(ss.Atlas(tmp_path / "atlas").score(gene_set, progress=False), expected)
+    with pytest.raises(ValueError, match=r"damaged shards \(pbmc\)"):
+        ss.Atlas(tmp_path / "atlas").verify(progress=False)
+    shutil.rmtree(tmp_path / "atlas" / atlas.manifest.shard("pbmc").path / HEADER)  # as written before headers
     with pytest.raises(ss.atlas.ShardError, match=r"Shard 'pbmc'.*offsets do not start at 0, decrease"):
         ss.Atlas(tmp_path / "atlas").score(gene_set, progress=False)
     # names changed in place (still valid offsets and UTF-8): verify finds them (checksum and obs/_index)

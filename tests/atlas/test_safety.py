@@ -257,10 +257,52 @@ def _chunk(atlas, name: str, key: str) -> str:
     return atlas.location.join(atlas.manifest.shard(name).path, "X", key, "0")
 
 
+def _header_array_file(atlas, name: str, key: str) -> tuple[str, int, np.dtype, int]:
+    """(file, byte offset, dtype, length) of array ``key`` in shard ``name``'s query header."""
+    from sigscan.atlas._header import HEADER, QueryHeader
+
+    packed = QueryHeader.read(atlas.location, atlas.manifest.shard(name).path)._packed
+    offset, dtype, length = packed._layout[key]
+    return (
+        atlas.location.join(atlas.manifest.shard(name).path, HEADER, "0"),
+        packed._start + offset,
+        np.dtype(dtype),
+        length,
+    )
+
+
+def _damage_header_array(atlas, name: str, key: str, change) -> None:
+    """Apply ``change`` (in place) to array ``key`` of shard ``name``'s query header file."""
+    path, offset, dtype, length = _header_array_file(atlas, name, key)
+    raw = bytearray(open(path, "rb").read())
+    values = np.frombuffer(raw, dtype=dtype, count=length, offset=offset).copy()
+    change(values)
+    raw[offset : offset + values.nbytes] = values.tobytes()
+    open(path, "wb").write(bytes(raw))
+
+
+def _remove_headers(atlas) -> None:
+    """Make the shards look like ones written before the query header existed (read from the AnnData files)."""
+    import shutil
+
+    from sigscan.atlas._header import HEADER
+
+    for entry in atlas.manifest.shards:
+        shutil.rmtree(atlas.location.join(entry.path, HEADER))
+
+
 @pytest.mark.parametrize("key", ["indptr", "data", "indices"])
 def test_missing_chunk_is_an_error_naming_the_shard(small, key):
+    expected = ss.Atlas(small.location.root).score(SET, progress=False)
     os.remove(_chunk(small, "b", key))
     fresh = ss.Atlas(small.location.root)
+    if key == "indptr":
+        # queries read the query header's copy of the column pointers: right scores; verify names the shard
+        pd.testing.assert_frame_equal(fresh.score(SET, progress=False), expected)
+        with pytest.raises(ValueError, match=r"damaged shards \(b\)"):
+            fresh.verify(progress=False)
+        _remove_headers(small)  # without the header (older shards), the query needs X/indptr
+        fresh = ss.Atlas(small.location.root)
     with pytest.raises(ShardError, match=rf"Shard 'b'.*(missing or damaged: .*X/{key}|chunks of X/{key} are missing)"):
         fresh.score(SET, progress=False)
     with pytest.raises(ShardError, match=r"Shard 'b'"):
@@ -288,7 +330,34 @@ def test_missing_chunk_of_a_zarr_encoded_shard_is_not_read_as_zeros(small):
         ss.Atlas(small.location.root).score(SET, progress=False)
 
 
+def test_inconsistent_header_indptr_is_an_error(small):
+    def decrease(indptr):
+        indptr[5], indptr[6] = indptr[6], indptr[5] - 1
+
+    _damage_header_array(small, "c", "indptr", decrease)
+    with pytest.raises(ShardError, match=r"Shard 'c'.*the query header's column pointers does not start at 0 or dec"):
+        ss.Atlas(small.location.root).score(SET, progress=False)
+    with pytest.raises(ValueError, match=r"damaged shards \(c\)"):
+        small.verify(progress=False)
+
+
+def test_damaged_header_is_an_error_naming_the_shard(small):
+    path, *_ = _header_array_file(small, "b", "indptr")
+    raw = open(path, "rb").read()
+    open(path, "wb").write(raw[: len(raw) // 2])  # truncated
+    with pytest.raises(ShardError, match=r"Shard 'b'.*holds \d+ bytes, its description says \d+"):
+        ss.Atlas(small.location.root).score(SET, progress=False)
+    open(path, "wb").write(b"garbage" + raw[7:])
+    with pytest.raises(ShardError, match=r"Shard 'b'.*is not a sigscan query header"):
+        ss.Atlas(small.location.root).score(SET, progress=False)
+    open(path, "wb").write(raw)
+    _damage_header_array(small, "b", "obs/group", lambda codes: codes.__setitem__(0, 7))  # 3 categories
+    with pytest.raises(ShardError, match=r"Shard 'b'.*codes of obs column 'group' outside its 3 categories"):
+        ss.Atlas(small.location.root).score(SET, progress=False)
+
+
 def test_inconsistent_indptr_is_an_error(small):
+    _remove_headers(small)  # shards written before the query header: X/indptr is read
     path = _chunk(small, "c", "indptr")
     indptr = np.fromfile(path, dtype="<i8")
     indptr[5], indptr[6] = indptr[6], indptr[5] - 1  # decreasing

@@ -13,9 +13,10 @@ import pandas as pd
 from scipy import sparse
 from tqdm.auto import tqdm
 
-from .._gene_sets import match_weighted_genes
+from .._gene_sets import as_gene_list, match_weighted_genes, set_weights
 from .._logging import logger, timed
 from .._utils import sha256_strings
+from ._gene_index import GENE_INDEX, GeneIndex, encode_gene_index, index_problem
 from ._input import map_to_gene_order, read_input
 from ._integrity import (
     check_scores,
@@ -81,6 +82,7 @@ class Atlas:
         self.location = Location(path, storage_options)
         self.manifest = read_manifest(self.location)
         self._gene_order: pd.Index | None = None
+        self._gene_index: GeneIndex | bool | None = False  # False: not opened yet
         self._readers: dict[str, tuple[str, ShardReader]] = {}
 
     # --- creation ------------------------------------------------------------------------------------------------
@@ -169,6 +171,9 @@ class Atlas:
                     fresh = False
                     raise exists
                 location.write_atomic(("\n".join(genes) + "\n").encode(), GENE_ORDER)
+                index = encode_gene_index(genes, manifest.gene_order_sha256)
+                if index is not None:
+                    location.write_atomic(index.tobytes(), GENE_INDEX)
                 write_manifest(location, manifest)
         except BaseException:  # a failed create leaves nothing behind
             if fresh:
@@ -457,7 +462,9 @@ class Atlas:
     def verify(self, *, repair: bool = False, progress: bool = True) -> pd.DataFrame:
         """Check every shard against the manifest, and look for leftovers of interrupted writes.
 
-        A shard passes when it opens and its gene order, shape, non-zeros and checksum match the manifest. A leftover
+        A shard passes when it opens and its gene order, shape, non-zeros and checksum match the manifest, and its query
+        header (the one-file copy of its column pointers, cell names and obs that queries read) agrees with its AnnData
+        files. The gene index (``gene_index.bin``, for looking up gene sets) must match the gene order. A leftover
         (orphan) is a shard folder no manifest entry references and no running writer owns, or a temporary manifest
         file: what a killed ``add`` leaves behind. Orphans are also deleted by the next ``add`` or ``remove`` on a
         local atlas.
@@ -465,16 +472,17 @@ class Atlas:
         Parameters
         ----------
         repair
-            Delete the orphans (damaged shards are only reported: remove them with :meth:`remove` and add the
-            datasets again). On object-store URLs, where writers in other processes cannot be seen, repair only when
+            Delete the orphans and write the gene index again when it is damaged or missing (atlases created before
+            it existed). Damaged shards are only reported: remove them with :meth:`remove` and add the datasets again. On object-store URLs, where writers in other processes cannot be seen, repair only when
             no other process writes to the atlas.
         progress
             Show a progress bar.
 
         Returns
         -------
-        One row per shard and per orphan (its path), with ``ok`` and ``problem``; raises :class:`ValueError` naming
-        the damaged shards and the orphans left (with ``repair=True``, deleted orphans are reported as ``ok``).
+        One row per shard, per orphan (its path) and for a damaged or rewritten gene index, with ``ok`` and
+        ``problem``; raises :class:`ValueError` naming the damaged shards, a damaged gene index and the orphans left
+        (with ``repair=True``, deleted orphans and a rewritten index are reported as ``ok``).
 
         Examples
         --------
@@ -504,11 +512,28 @@ class Atlas:
                     raise reader.error("its checksum does not match the manifest")
                 if reader.has_names_copy and not reader.stored_index().equals(obs.index):
                     raise reader.error("the cell names in obs/_sigscan_names differ from obs/_index")
+                header_problem = reader.header_problem(indptr)
+                if header_problem:
+                    raise reader.error(header_problem)
             except (ShardError, FileNotFoundError) as error:
                 problem = str(error)
             rows.append({"shard": entry.name, "ok": not problem, "problem": problem})
-        orphans = []
+        orphans, index_damage = [], None
         with atlas_lock(self.location, read_only=not repair):
+            index_damage = index_problem(self.location, self.manifest.gene_order_sha256, self.manifest.n_genes)
+            if index_damage is not None and repair:
+                genes = self.gene_order.tolist()
+                index = encode_gene_index(genes, self.manifest.gene_order_sha256)
+                if index is not None:
+                    self.location.write_atomic(index.tobytes(), GENE_INDEX)
+                    self._gene_index = False
+                    rows.append({"shard": GENE_INDEX, "ok": True, "problem": f"{index_damage}; written again"})
+                index_damage = None
+            elif index_damage is not None and index_damage != "missing":  # an atlas made before the index: no damage
+                fix = "write it again with atlas.verify(repair=True)"
+                rows.append({"shard": GENE_INDEX, "ok": False, "problem": f"{index_damage}; {fix}"})
+            else:
+                index_damage = None
             for relpath in find_orphans(self.location, read_manifest(self.location)):
                 size = size_of(self.location, relpath)
                 if repair:
@@ -519,11 +544,13 @@ class Atlas:
                 problem = f"left by an interrupted write ({size / 1e6:.1f} MB); {fix}"
                 rows.append({"shard": relpath, "ok": repair, "problem": problem})
         report = pd.DataFrame(rows, columns=["shard", "ok", "problem"]).set_index("shard")
-        bad = [name for name in report.index[~report["ok"]] if name not in orphans]
+        bad = [name for name in report.index[~report["ok"]] if name not in orphans and name != GENE_INDEX]
         left = [] if repair else orphans
         messages = []
         if bad:
             messages.append(f"{len(bad)} damaged shards ({', '.join(bad)}): " + " | ".join(report.loc[bad, "problem"]))
+        if index_damage:
+            messages.append(f"the gene index is damaged: {index_damage}; write it again with atlas.verify(repair=True)")
         if left:
             messages.append(
                 f"{len(left)} leftovers of interrupted writes ({', '.join(left)}), not part of the atlas: delete them "
@@ -534,7 +561,16 @@ class Atlas:
         return report
 
     def _columns(self, genes: Any, weights: Sequence[float] | None) -> tuple[np.ndarray, np.ndarray | None]:
-        return match_weighted_genes(genes, self.gene_order, weights)
+        """Columns (and weights) of a gene set: through the gene index when it holds every gene, else pandas."""
+        gene_list = as_gene_list(genes)
+        if self._gene_index is False:
+            self._gene_index = GeneIndex.open(self.location, self.manifest.gene_order_sha256, self.manifest.n_genes)
+        if self._gene_index is not None and gene_list:
+            columns = self._gene_index.columns(gene_list)
+            if (columns >= 0).all():
+                return columns, None if weights is None else set_weights(gene_list, weights, gene_list)
+        # absent genes (warned about), an empty set (an error), or no usable index
+        return match_weighted_genes(gene_list, self.gene_order, weights)
 
     def score(
         self,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._logging import logger
+from ._gene_index import GENE_INDEX
 from ._lock import LOCK, WRITERS, atlas_lock, dead_writer_files, writer_is_live
 from ._manifest import BUILD, GENE_ORDER, MANIFEST, PARTIAL, SHARDS, Manifest, ShardEntry, read_manifest
 
@@ -124,15 +125,20 @@ def missing_chunks(location: Location, relpath: str, array: Any) -> str | None:
     return None
 
 
-def indptr_problem(indptr: np.ndarray, n_genes: int, n_values: int, recorded_nnz: int | None) -> str | None:
-    """Problem text when ``X/indptr`` is inconsistent (length, start, monotonicity, end), else ``None``."""
+def indptr_problem(
+    indptr: np.ndarray, n_genes: int, n_values: int, recorded_nnz: int | None, source: str = "X/indptr"
+) -> str | None:
+    """Problem text when the column pointers are inconsistent (length, start, monotonicity, end), else ``None``.
+
+    ``source`` names where they were read from.
+    """
     if len(indptr) != n_genes + 1:
-        return f"X/indptr has {len(indptr)} entries, expected {n_genes + 1}"
+        return f"{source} has {len(indptr)} entries, expected {n_genes + 1}"
     if indptr[0] != 0 or (len(indptr) > 1 and (indptr[1:] < indptr[:-1]).any()):
-        return "X/indptr does not start at 0 or decreases"
+        return f"{source} does not start at 0 or decreases"
     if indptr[-1] != n_values or (recorded_nnz is not None and indptr[-1] != recorded_nnz):
         expected = n_values if recorded_nnz is None else recorded_nnz
-        return f"X/indptr ends at {int(indptr[-1])} but the shard holds {expected} values"
+        return f"{source} ends at {int(indptr[-1])} but the shard holds {expected} values"
     return None
 
 
@@ -176,7 +182,7 @@ def find_orphans(location: Location, manifest: Manifest) -> list[str]:
     orphans += [
         name
         for name in location.listdir()
-        if name.endswith(".tmp") and (name.startswith(f"{MANIFEST}.") or name.startswith(f"{GENE_ORDER}."))
+        if name.endswith(".tmp") and name.startswith((f"{MANIFEST}.", f"{GENE_ORDER}.", f"{GENE_INDEX}."))
     ]
     dead_writer_files(location)  # zero-byte liveness files of killed writers
     return orphans
@@ -225,6 +231,6 @@ def discard_if_empty(location: Location, fresh_folder: bool) -> bool:
         if fresh_folder:
             location.remove_tree()
         else:
-            for relpath in (MANIFEST, GENE_ORDER, SHARDS, WRITERS, LOCK):
+            for relpath in (MANIFEST, GENE_ORDER, GENE_INDEX, SHARDS, WRITERS, LOCK):
                 remove_path(location, relpath)
     return True

@@ -1,13 +1,19 @@
 """The inner loop of an atlas query: weighted column sums of a CSC slice, accumulated in float64.
 
-Two exact implementations: a numba loop (no copies, no GIL; the fast one) and a numpy one (``np.add.at`` per column,
-which releases the GIL too) that adds the same float64 products ``float64(data[k]) * w_j`` to each row in the same
-order (columns in turn; a row appears at most once per column), so both give bit-identical sums. Even from numba's
-on-disk cache, the first call of a numba function in a process costs ~0.4-1 s (numba initialises its compiler target
-before it can load cached machine code), while the numpy path costs ~2-3x numba's time per selected value. So the first
-queries of a fresh process are served by the numpy path. Once a process has made a second query (a one-shot command
-line never pays for numba), loading the numba kernels starts in a background thread (:func:`query_done`, called after
-the query so the loading does not compete with it for the GIL); later calls use numba once it is ready.
+Two exact implementations that add the same float64 products ``float64(data[k]) * w_j`` to each row in the same order
+(columns in turn, each column's values in stored order), so both give bit-identical sums:
+
+- a numba loop over memory maps of the shard files (no copies, no GIL): the fast one;
+- SciPy's compiled CSC matrix-vector product over the selected columns read into memory (one ``preadv`` per run of
+  columns, no page faults), with the products formed first by numpy and a vector of ones as the right-hand side, so the
+  compiled loop only adds (a fused multiply-add by 1.0 rounds like the plain addition). It releases the GIL and costs
+  ~1.5x numba's time per selected value; ``np.add.at`` costs ~2.5x and holds the GIL.
+
+Even from numba's on-disk cache, the first call of a numba function in a process costs ~0.4-1 s (numba initialises its
+compiler target before it can load cached machine code). So the first queries of a fresh process are served by the
+SciPy path. Once a process has made a second query (a one-shot command line never pays for numba), loading the numba
+kernels starts in a background thread (:func:`query_done`, called after the query so the loading does not compete with
+it for the GIL); later calls use numba once it is ready.
 """
 
 from __future__ import annotations
@@ -18,9 +24,9 @@ from typing import Any
 import numpy as np
 
 #: stored non-zeros of a query's shards from which the query first waits for the numba kernels (instead of loading
-#: them after it): a gene set selects a few % of the stored values, and the numpy path costs ~3 ns per selected value
-#: more than numba, so beyond ~150M selected values (~8G stored, ~10M PBMC-like cells) loading numba (~0.5 s) is cheaper
-EARLY_KERNEL_LOADING = 8_000_000_000
+#: them after it): a gene set selects a few % of the stored values, and the SciPy path costs ~2 ns per selected value
+#: more than numba, so beyond ~250M selected values (~12G stored, ~15M PBMC-like cells) loading numba (~0.5 s) is cheaper
+EARLY_KERNEL_LOADING = 12_000_000_000
 _READY = threading.Event()
 #: the numba kernels (``_numba_kernels.py``, imported by :func:`_load_numba`: importing numba alone takes ~0.3-0.7 s)
 _column_sums_numba: Any = None
@@ -78,29 +84,31 @@ def start_loading(*, wait: bool = False) -> None:
         _READY.wait(timeout=30)
 
 
-def _numpy_sums(
-    data: np.ndarray, indices: np.ndarray, starts: np.ndarray, stops: np.ndarray, weights: np.ndarray, n_rows: int
+def _scipy_sums(
+    data: np.ndarray, indices: np.ndarray, col_ptr: np.ndarray, weights: np.ndarray, n_rows: int
 ) -> tuple[np.ndarray, int]:
-    """The numpy path: the same products ``float64(data[k]) * w_j``, added per row in the same order as numba.
+    """The path without numba: the products ``float64(data[k]) * w_j`` by numpy, added per row by SciPy in order.
 
     Returns the sums and the number of out-of-range row numbers met (those entries are skipped, as by numba).
     """
-    out = np.zeros(n_rows, np.float64)
+    from scipy import sparse
+
+    lengths = np.diff(col_ptr)
+    products = np.asarray(data, dtype=np.float64)
+    if not (weights == 1).all():
+        products = products * np.repeat(weights, lengths)
     n_bad = 0
-    for a, b, w in zip(
-        np.asarray(starts).tolist(), np.asarray(stops).tolist(), np.asarray(weights).tolist(), strict=True
-    ):
-        if b <= a:
-            continue
-        rows = indices[a:b]
-        values = data[a:b].astype(np.float64)
-        values *= w
-        if rows.min() < 0 or rows.max() >= n_rows:
-            keep = (rows >= 0) & (rows < n_rows)
-            n_bad += int((~keep).sum())
-            rows, values = rows[keep], values[keep]
-        np.add.at(out, rows, values)  # unbuffered, in order: the products are added one by one, as by numba
-    return out, n_bad
+    if len(indices) and (indices.min() < 0 or indices.max() >= n_rows):
+        keep = (indices >= 0) & (indices < n_rows)
+        n_bad = int((~keep).sum())
+        indices, products = indices[keep], products[keep]
+        col_ptr = np.r_[0, np.cumsum(keep)][col_ptr]
+    # int32 pointers when they fit, like the row numbers: SciPy would otherwise copy the row numbers to int64
+    index_dtype = np.int32 if len(products) < np.iinfo(np.int32).max and n_rows < np.iinfo(np.int32).max else np.int64
+    matrix = sparse.csc_array(
+        (products, np.asarray(indices, index_dtype), np.asarray(col_ptr, index_dtype)), shape=(n_rows, len(weights))
+    )
+    return matrix @ np.ones(len(weights)), n_bad
 
 
 def weighted_column_sums(
@@ -115,7 +123,7 @@ def weighted_column_sums(
     weights = np.ascontiguousarray(weights, dtype=np.float64)
     col_ptr = np.ascontiguousarray(col_ptr, dtype=np.int64)
     if not numba_ready():
-        return _numpy_sums(data, indices, col_ptr[:-1], col_ptr[1:], weights, n_rows)[0]
+        return _scipy_sums(data, indices, col_ptr, weights, n_rows)[0]
     out = np.zeros(n_rows, dtype=np.float64)
     _column_sums_numba(data, indices, col_ptr, weights, out)
     return out
@@ -130,7 +138,10 @@ def sum_column_ranges(
     """
     weights = np.ascontiguousarray(weights, dtype=np.float64)
     if not numba_ready():
-        return _numpy_sums(data, indices, starts, stops, weights, n_rows)
+        pieces = list(zip(np.asarray(starts).tolist(), np.asarray(stops).tolist(), strict=True))
+        gathered = [np.concatenate([array[a:b] for a, b in pieces] or [array[:0]]) for array in (data, indices)]
+        col_ptr = np.r_[0, np.cumsum([max(b - a, 0) for a, b in pieces], dtype=np.int64)]
+        return _scipy_sums(*gathered, col_ptr, weights, n_rows)
     out = np.zeros(n_rows, dtype=np.float64)
     bad = _range_sums_numba(data, indices, np.asarray(starts, np.int64), np.asarray(stops, np.int64), weights, out)
     return out, int(bad)

@@ -35,6 +35,7 @@ import pandas as pd
 from scipy import sparse
 
 from .._utils import sha256_strings
+from ._header import HEADER, HeaderError, QueryHeader, encode_header
 from ._location import Location
 from ._obs import NAMES_KEY, NAMES_PATH, decode_names, encode_names, names_problem
 
@@ -135,14 +136,18 @@ def write_shard(
             location.write_file(*name_writes)
         checksum = shard_checksum(data, indices, indptr, obs.index)
         list(pending)  # re-raises a failed write
-    x.attrs.update(
-        {
-            "encoding-type": "csc_matrix",
-            "encoding-version": "0.1.0",
-            "shape": [len(obs), len(gene_order)],
-            ATTRS: {**attrs, "checksum": checksum, NAMES_KEY: NAMES_PATH},
-        }
-    )
+    x_attrs = {
+        "encoding-type": "csc_matrix",
+        "encoding-version": "0.1.0",
+        "shape": [len(obs), len(gene_order)],
+        ATTRS: {**attrs, "checksum": checksum, NAMES_KEY: NAMES_PATH},
+    }
+    x.attrs.update(x_attrs)
+    header = encode_header(x_attrs, {"indptr": indptr, "names/offsets": offsets, "names/bytes": name_bytes}, obs)
+    n_writes, (folder, name) = len(chunk_writes), HEADER.rsplit("/", 1)
+    add_arrays(group[folder], folder, ((name, header),))
+    for header_writes in chunk_writes[n_writes:]:
+        location.write_file(*header_writes)
     group.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
     return checksum
 
@@ -192,8 +197,11 @@ class ShardReader:
         self.location, self.name, self.relpath = location, name, relpath
         self.where = location.join(relpath)
         self._group: Any = None
+        #: the query header (see :mod:`._header`); ``None`` for shards written before it existed
+        self.header: QueryHeader | None = None
         try:
-            x_attrs = self._zarr_v2_attrs("X")  # one small file read (opening the zarr group costs ~2-5 ms)
+            self.header = QueryHeader.read(location, relpath)  # one file instead of ~20 (X attrs, indptr, obs, ...)
+            x_attrs = self.header.x if self.header is not None else self._zarr_v2_attrs("X")
             if x_attrs is None:  # not a zarr v2 store: let zarr open it
                 x_attrs = dict(self.group["X"].attrs)
             self.shape = tuple(int(v) for v in x_attrs["shape"])
@@ -268,8 +276,9 @@ class ShardReader:
         if self._indptr is None:
             from ._integrity import indptr_problem, missing_chunks
 
+            source = "X/indptr" if self.header is None else "the query header's column pointers"
             try:
-                raw = self._raw_array("indptr")
+                raw = self.header.array("indptr") if self.header is not None else self._raw_array("indptr")
                 if raw is not None:  # uncompressed, one chunk: the file is the array (a missing file fails here)
                     problem, indptr, n_values = None, raw, self._raw_length("data")
                 else:
@@ -281,7 +290,7 @@ class ShardReader:
                 raise
             except Exception as error:
                 raise self.error(f"X/indptr cannot be read ({type(error).__name__}: {error})") from error
-            problem = problem or indptr_problem(indptr, self.shape[1], n_values, self.expected_nnz)
+            problem = problem or indptr_problem(indptr, self.shape[1], n_values, self.expected_nnz, source)
             if problem:
                 raise self.error(problem)
             self._indptr = indptr
@@ -330,8 +339,11 @@ class ShardReader:
                 names = self._index_from_obs()
             else:
                 try:
-                    offsets = self._raw_array("offsets", self._names_path)
-                    data = self._raw_array("bytes", self._names_path)
+                    if self.header is not None and not full_check:
+                        offsets, data = self.header.array("names/offsets"), self.header.array("names/bytes")
+                    else:
+                        offsets = self._raw_array("offsets", self._names_path)
+                        data = self._raw_array("bytes", self._names_path)
                     if offsets is None or data is None:
                         raise FileNotFoundError(f"{self._names_path} is missing")
                     problem = names_problem(offsets, len(data), self.n_cells)
@@ -368,6 +380,20 @@ class ShardReader:
 
         The index is :meth:`names`.
         """
+        header = self.header
+        if self._obs is None and header is not None:
+            wanted = header.column_order if columns is None else [c for c in columns if c in header.column_order]
+            if all(header.has_column(name) for name in wanted):
+                try:
+                    data = {name: header.column(name) for name in wanted}
+                except HeaderError as error:
+                    raise self.error(str(error)) from error
+                if any(len(values) != self.n_cells for values in data.values()):
+                    raise self.error(f"the query header's obs columns do not have {self.n_cells} rows")
+                frame = pd.DataFrame(data, index=self.names().rename(header.index_name), copy=False)
+                if columns is None:
+                    self._obs = frame
+                return frame
         if self._obs is None and columns is not None:
             names = self.names()
             if not columns:
@@ -411,6 +437,37 @@ class ShardReader:
             raise
         except Exception as error:
             raise self.error(f"obs cannot be read ({type(error).__name__}: {error})") from error
+
+    def header_problem(self, indptr: np.ndarray) -> str | None:
+        """How the query header differs from the AnnData store (``X/indptr`` as read by the caller), else ``None``.
+
+        For :meth:`Atlas.verify`; queries only check the header's bounds.
+        """
+        header = self.header
+        if header is None:
+            return None
+        if not np.array_equal(header.array("indptr"), indptr):
+            return "the query header's column pointers differ from X/indptr"
+        offsets, data = header.array("names/offsets"), header.array("names/bytes")
+        problem = names_problem(offsets, len(data), self.n_cells)
+        if problem:
+            return f"the query header's cell names: {problem}"
+        names = decode_names(offsets, data, full_check=True)
+        stored = self._read_obs(None)
+        if not names.equals(stored.index) or (self.has_names_copy and not names.equals(self.names(full_check=True))):
+            return "the query header's cell names differ from obs"
+        if header.column_order != [str(c) for c in stored.columns]:
+            return "the query header's obs columns differ from obs"
+        for name in header.column_order:
+            if not header.has_column(name):
+                continue
+            try:
+                mine = pd.Series(header.column(name), index=stored.index)
+            except HeaderError as error:
+                return str(error)
+            if not mine.equals(stored[name]) or mine.dtype != stored[name].dtype:
+                return f"the query header's obs column {name!r} differs from obs"
+        return None
 
     @property
     def has_names_copy(self) -> bool:
@@ -506,12 +563,15 @@ class ShardReader:
     def column_sums(self, columns: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """``Σ_j weights_j · X[:, columns_j]`` per cell (float64), reading only the selected columns.
 
-        Local single-chunk shards are summed straight from memory maps of ``X/data`` and ``X/indices``; others read
-        the columns' byte ranges first.
+        With the numba kernels loaded, local single-chunk shards are summed straight from memory maps of ``X/data``
+        and ``X/indices``; otherwise the columns' byte ranges are read first (the first queries of a process: see
+        :mod:`._kernels`).
         """
-        from ._kernels import sum_column_ranges, weighted_column_sums
+        from ._kernels import numba_ready, sum_column_ranges, weighted_column_sums
 
-        data, indices = self._memory_map("data"), self._memory_map("indices")
+        data = indices = None
+        if numba_ready():
+            data, indices = self._memory_map("data"), self._memory_map("indices")
         if data is None or indices is None:
             data, indices, col_ptr = self.read_column_arrays(columns)
             return weighted_column_sums(data, indices, col_ptr, weights, self.n_cells)
