@@ -4,10 +4,11 @@ Two exact implementations that add the same float64 products ``float64(data[k]) 
 (columns in turn, each column's values in stored order), so both give bit-identical sums:
 
 - a numba loop over memory maps of the shard files (no copies, no GIL): the fast one;
-- SciPy's compiled CSC matrix-vector product over the selected columns read into memory (one ``preadv`` per run of
-  columns, no page faults), with the products formed first by numpy and a vector of ones as the right-hand side, so the
-  compiled loop only adds (a fused multiply-add by 1.0 rounds like the plain addition). It releases the GIL and costs
-  ~1.5x numba's time per selected value; ``np.add.at`` costs ~2.5x and holds the GIL.
+- SciPy's compiled CSC matrix-vector product over the selected columns gathered from the same memory maps (values
+  converted to float64 as they are copied), with the products formed first by numpy and a vector of ones as the
+  right-hand side, so the compiled loop only adds (a fused multiply-add by 1.0 rounds like the plain addition). It
+  releases the GIL, so shards are summed in parallel: over 20 shards of 50,000 cells on 2 threads it took 1.7x numba's
+  time (33 vs 20 ms), where ``np.add.at`` per column, which holds the GIL between columns, took 114 ms.
 
 Even from numba's on-disk cache, the first call of a numba function in a process costs ~0.4-1 s (numba initialises its
 compiler target before it can load cached machine code). So the first queries of a fresh process are served by the
@@ -94,7 +95,7 @@ def _scipy_sums(
     from scipy import sparse
 
     lengths = np.diff(col_ptr)
-    products = np.asarray(data, dtype=np.float64)
+    products = np.asarray(data, dtype=np.float64)  # no copy when the caller gathered float64 values
     if not (weights == 1).all():
         products = products * np.repeat(weights, lengths)
     n_bad = 0
@@ -138,10 +139,12 @@ def sum_column_ranges(
     """
     weights = np.ascontiguousarray(weights, dtype=np.float64)
     if not numba_ready():
+        # the selected runs gathered (data straight to float64: one pass), then summed by SciPy
         pieces = list(zip(np.asarray(starts).tolist(), np.asarray(stops).tolist(), strict=True))
-        gathered = [np.concatenate([array[a:b] for a, b in pieces] or [array[:0]]) for array in (data, indices)]
+        values = np.concatenate([data[a:b] for a, b in pieces] or [data[:0]], dtype=np.float64)
+        rows = np.concatenate([indices[a:b] for a, b in pieces] or [indices[:0]])
         col_ptr = np.r_[0, np.cumsum([max(b - a, 0) for a, b in pieces], dtype=np.int64)]
-        return _scipy_sums(*gathered, col_ptr, weights, n_rows)
+        return _scipy_sums(values, rows, col_ptr, weights, n_rows)
     out = np.zeros(n_rows, dtype=np.float64)
     bad = _range_sums_numba(data, indices, np.asarray(starts, np.int64), np.asarray(stops, np.int64), weights, out)
     return out, int(bad)

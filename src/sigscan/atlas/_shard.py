@@ -563,15 +563,12 @@ class ShardReader:
     def column_sums(self, columns: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """``Σ_j weights_j · X[:, columns_j]`` per cell (float64), reading only the selected columns.
 
-        With the numba kernels loaded, local single-chunk shards are summed straight from memory maps of ``X/data``
-        and ``X/indices``; otherwise the columns' byte ranges are read first (the first queries of a process: see
-        :mod:`._kernels`).
+        Local single-chunk shards are summed straight from memory maps of ``X/data`` and ``X/indices``; others read
+        the columns' byte ranges first.
         """
-        from ._kernels import numba_ready, sum_column_ranges, weighted_column_sums
+        from ._kernels import sum_column_ranges, weighted_column_sums
 
-        data = indices = None
-        if numba_ready():
-            data, indices = self._memory_map("data"), self._memory_map("indices")
+        data, indices = self._memory_map("data"), self._memory_map("indices")
         if data is None or indices is None:
             data, indices, col_ptr = self.read_column_arrays(columns)
             return weighted_column_sums(data, indices, col_ptr, weights, self.n_cells)
