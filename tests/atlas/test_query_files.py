@@ -69,6 +69,7 @@ def test_query_header_equals_the_anndata_files(tmp_path, mixed, kang, model, gen
     assert (
         subset.drop(columns="score").astype(str).to_numpy().tolist() == expected_subset.astype(str).to_numpy().tolist()
     )
+    assert fresh.verify(progress=False)["ok"].all()  # the header agrees with the AnnData files in full
     # the same answers as shards without headers (as written before headers existed), bit for bit
     full = fresh.score(gene_set, progress=False)
     for entry in atlas.manifest.shards:

@@ -351,6 +351,10 @@ def test_damaged_header_is_an_error_naming_the_shard(small):
     with pytest.raises(ShardError, match=r"Shard 'b'.*is not a sigscan query header"):
         ss.Atlas(small.location.root).score(SET, progress=False)
     open(path, "wb").write(raw)
+    _damage_header_array(small, "b", "names/offsets", lambda offsets: offsets.__setitem__(5, offsets[4] - 1))
+    with pytest.raises(ShardError, match=r"Shard 'b'.*obs/_sigscan_query names/offsets do not start at 0, decrease"):
+        ss.Atlas(small.location.root).score(SET, progress=False)
+    open(path, "wb").write(raw)
     _damage_header_array(small, "b", "obs/group", lambda codes: codes.__setitem__(0, 7))  # 3 categories
     with pytest.raises(ShardError, match=r"Shard 'b'.*codes of obs column 'group' outside its 3 categories"):
         ss.Atlas(small.location.root).score(SET, progress=False)

@@ -50,12 +50,12 @@ def encode_names(names: pd.Index) -> tuple[np.ndarray, np.ndarray]:
     return offsets, np.frombuffer(b"".join(encoded), dtype=np.uint8)
 
 
-def names_problem(offsets: np.ndarray, n_bytes: int, n_cells: int) -> str | None:
-    """Problem text when the offsets do not describe ``n_cells`` names in ``n_bytes`` bytes, else ``None``."""
+def names_problem(offsets: np.ndarray, n_bytes: int, n_cells: int, source: str = NAMES_PATH) -> str | None:
+    """Problem text when the offsets (read from ``source``) do not describe ``n_cells`` names in ``n_bytes`` bytes."""
     if len(offsets) != n_cells + 1:
-        return f"{NAMES_PATH}/offsets has {len(offsets)} entries, expected {n_cells + 1}"
+        return f"{source}/offsets has {len(offsets)} entries, expected {n_cells + 1}"
     if offsets[0] != 0 or (n_cells and (offsets[1:] < offsets[:-1]).any()) or offsets[-1] > n_bytes:
-        return f"{NAMES_PATH}/offsets do not start at 0, decrease, or point past the {n_bytes} name bytes"
+        return f"{source}/offsets do not start at 0, decrease, or point past the {n_bytes} name bytes"
     return None
 
 

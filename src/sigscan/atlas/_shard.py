@@ -339,14 +339,16 @@ class ShardReader:
                 names = self._index_from_obs()
             else:
                 try:
+                    source = self._names_path
                     if self.header is not None and not full_check:
                         offsets, data = self.header.array("names/offsets"), self.header.array("names/bytes")
+                        source = f"{HEADER} names"
                     else:
                         offsets = self._raw_array("offsets", self._names_path)
                         data = self._raw_array("bytes", self._names_path)
                     if offsets is None or data is None:
                         raise FileNotFoundError(f"{self._names_path} is missing")
-                    problem = names_problem(offsets, len(data), self.n_cells)
+                    problem = names_problem(offsets, len(data), self.n_cells, source)
                     if problem:
                         raise self.error(problem)
                     names = decode_names(offsets, data, full_check=full_check)
@@ -449,9 +451,9 @@ class ShardReader:
         if not np.array_equal(header.array("indptr"), indptr):
             return "the query header's column pointers differ from X/indptr"
         offsets, data = header.array("names/offsets"), header.array("names/bytes")
-        problem = names_problem(offsets, len(data), self.n_cells)
+        problem = names_problem(offsets, len(data), self.n_cells, f"{HEADER} names")
         if problem:
-            return f"the query header's cell names: {problem}"
+            return problem
         names = decode_names(offsets, data, full_check=True)
         stored = self._read_obs(None)
         if not names.equals(stored.index) or (self.has_names_copy and not names.equals(self.names(full_check=True))):
