@@ -475,8 +475,9 @@ class Atlas:
         ----------
         repair
             Delete the orphans and write the gene index again when it is damaged or missing (atlases created before
-            it existed). Damaged shards are only reported: remove them with :meth:`remove` and add the datasets again. On object-store URLs, where writers in other processes cannot be seen, repair only when
-            no other process writes to the atlas.
+            it existed). Damaged shards are only reported: remove them with :meth:`remove` and add the datasets
+            again. On object-store URLs, where writers in other processes cannot be seen, repair only when no other
+            process writes to the atlas.
         progress
             Show a progress bar.
 
