@@ -1,4 +1,4 @@
-"""The first query of a process: the SciPy kernel equals numba's bit for bit; obs read from chunk files equals anndata."""
+"""A process's first query: the SciPy kernel equals numba's bit for bit; obs read from chunk files equal anndata's."""
 
 from __future__ import annotations
 

@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 
 #: stored non-zeros of a query's shards from which the query first waits for the numba kernels (instead of loading
-#: them after it): a gene set selects a few % of the stored values, and the SciPy path costs ~2 ns per selected value
-#: more than numba, so beyond ~250M selected values (~12G stored, ~15M PBMC-like cells) loading numba (~0.5 s) is cheaper
+#: them after it): a gene set selects a few % of the stored values, and the SciPy path costs ~2 ns per selected
+#: value more than numba, so beyond ~250M selected values (~12G stored, ~15M PBMC-like cells) loading numba (~0.5 s)
+#: is cheaper
 EARLY_KERNEL_LOADING = 12_000_000_000
 _READY = threading.Event()
 #: the numba kernels (``_numba_kernels.py``, imported by :func:`_load_numba`: importing numba alone takes ~0.3-0.7 s)
