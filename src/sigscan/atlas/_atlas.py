@@ -700,6 +700,9 @@ class Atlas:
             def run(pair: tuple[ShardEntry, ShardReader]) -> tuple[np.ndarray, pd.DataFrame | None]:
                 return _guarded(self.location, pair[0], lambda: task(pair[1]))
 
+            def shown(results: Any) -> Any:  # tqdm's first bar creates a multiprocessing lock (~10 ms): only if shown
+                return tqdm(results, total=len(readers), desc="scoring", unit="shard") if progress else results
+
             if task.obs_filter is None:
                 # obs rows do not depend on the scores: stack them here while the pool reads and sums columns
                 # (reads and sums release the GIL)
@@ -707,14 +710,10 @@ class Atlas:
                 with ThreadPoolExecutor(max_workers=workers) as pool:
                     pending = pool.map(run, pairs)
                     frame = _concat([self._read(e, lambda reader: reader.obs(task.obs_columns)) for e in entries])
-                    results = list(
-                        tqdm(pending, total=len(readers), disable=not progress, desc="scoring", unit="shard")
-                    )
+                    results = list(shown(pending))
                 return [scores for scores, _ in results], frame
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                results = list(
-                    tqdm(pool.map(run, pairs), total=len(readers), disable=not progress, desc="scoring", unit="shard")
-                )
+                results = list(shown(pool.map(run, pairs)))
             return [scores for scores, _ in results], _concat([frame for _, frame in results])
         return self._map_dask(task, entries, backend)
 
