@@ -102,7 +102,7 @@ atlas
 atlas.info()
 
 # %%
-sorted(os.listdir(folder)), sorted(os.listdir(os.path.join(folder, "shards")))
+sorted(f for f in os.listdir(folder) if not f.startswith(".")), sorted(os.listdir(os.path.join(folder, "shards")))
 
 # %% [markdown]
 # ## Query: score a gene set over every cell
