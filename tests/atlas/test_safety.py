@@ -76,6 +76,43 @@ def _writer(path: str, worker: int, log: str, start) -> None:
         json.dump(outcomes, handle)
 
 
+def test_a_new_writer_is_never_seen_as_dead(tmp_path, monkeypatch):
+    # another process sweeping while a writer registers (between creating and locking its liveness file) must not
+    # take it for a dead writer's file: it would delete it, and later sweep the writer's shard folder as an orphan
+    import fcntl
+
+    from sigscan.atlas import _lock
+
+    atlas = ss.Atlas.create(tmp_path / "atlas", gene_order=GENES)
+    flock, seen = fcntl.flock, []
+
+    def sweep_then_lock(fd, operation):
+        context = multiprocessing.get_context("fork")
+        child = context.Process(target=_lock.dead_writer_files, args=(atlas.location,))
+        child.start()
+        child.join(timeout=60)
+        seen.append(sorted(os.listdir(atlas.location.join(_lock.WRITERS))))
+        return flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", sweep_then_lock)
+    with _lock.Writer(atlas.location) as writer:
+        monkeypatch.setattr(fcntl, "flock", flock)
+        assert seen and all(names for names in seen)  # the file survived the sweep
+        assert _lock.writer_is_live(atlas.location, writer.token)
+        child = multiprocessing.get_context("fork").Process(target=_assert_live, args=(atlas.location, writer.token))
+        child.start()
+        child.join(timeout=60)
+        assert child.exitcode == 0  # another process sees the writer as live
+    assert not os.listdir(atlas.location.join(_lock.WRITERS))
+
+
+def _assert_live(location, token: str) -> None:
+    from sigscan.atlas import _lock
+
+    _lock._live_tokens.clear()  # the parent's own record does not count in another process
+    assert _lock.writer_is_live(location, token)
+
+
 def test_concurrent_writers_lose_nothing(tmp_path):
     path = str(tmp_path / "atlas")
     ss.Atlas.create(path, gene_order=GENES)

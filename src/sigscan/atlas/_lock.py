@@ -88,8 +88,12 @@ class Writer:
             import fcntl
 
             os.makedirs(location.join(WRITERS), exist_ok=True)
-            self._fd = os.open(location.join(WRITERS, f"{self.token}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+            # locked under a temporary name, then renamed: other processes never see the file unlocked (they would
+            # take it for a dead writer's, delete it, and later sweep this writer's shard folder as an orphan)
+            final = location.join(WRITERS, f"{self.token}.lock")
+            self._fd = os.open(f"{final}.new", os.O_RDWR | os.O_CREAT, 0o644)
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(f"{final}.new", final)
         _live_tokens.add(self.token)
 
     def close(self) -> None:
