@@ -16,7 +16,7 @@ from scipy import sparse
 
 
 def cache_dir() -> Path:
-    """Folder where sigscan caches trained demo models (``$SIGSCAN_CACHE`` or the XDG cache)."""
+    """Folder of sigscan's cache: trained demo models, the compiled atlas kernel (``$SIGSCAN_CACHE`` or XDG's)."""
     root = os.environ.get("SIGSCAN_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "sigscan"
     )

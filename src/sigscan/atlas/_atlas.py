@@ -29,7 +29,7 @@ from ._integrity import (
     sweep_orphans,
     value_bound,
 )
-from ._kernels import EARLY_KERNEL_LOADING, query_done, start_loading
+from ._kernels import prepare, query_done
 from ._location import Location
 from ._lock import Writer, atlas_lock
 from ._manifest import GENE_ORDER, MANIFEST, PARTIAL, SHARDS, Manifest, ShardEntry, read_manifest, write_manifest
@@ -632,8 +632,7 @@ class Atlas:
         if agg not in ("mean", "sum"):
             raise ValueError(f"Unknown agg {agg!r}; use 'mean' or 'sum'.")
         entries = self._entries(shards)
-        if sum(e.nnz for e in entries) >= EARLY_KERNEL_LOADING:
-            start_loading(wait=True)  # large atlas: loading numba once costs less than the numpy path (see _kernels.py)
+        prepare(sum(e.nnz for e in entries))  # a large query may wait for a fast kernel (see _kernels.py)
         task = _ScoreTask(gene_columns, w, agg, obs_filter, None if columns is None else list(columns), key)
         with timed(f"scoring {len(gene_columns)} genes over {len(entries)} shards ({self.n_cells} cells)"):
             scores, frame = self._map(task, entries, backend, n_jobs, progress)

@@ -1,9 +1,11 @@
 """The inner loop of an atlas query: weighted column sums of a CSC slice, accumulated in float64.
 
-Two exact implementations that add the same float64 products ``float64(data[k]) * w_j`` to each row in the same order
-(columns in turn, each column's values in stored order), so both give bit-identical sums:
+Three exact implementations that add the same float64 products ``float64(data[k]) * w_j`` to each row in the same order
+(columns in turn, each column's values in stored order), so all give bit-identical sums, in order of preference:
 
-- a numba loop over memory maps of the shard files (no copies, no GIL): the fast one;
+- a C loop compiled once per install with the system's C compiler and loaded with ctypes (:mod:`._compiled`): no
+  copies, no GIL, and loaded in about a millisecond, so a fresh process's first query runs as fast as later ones;
+- the same loop in numba, over memory maps of the shard files (no copies, no GIL), where no C compiler is available;
 - SciPy's compiled CSC matrix-vector product over the selected columns gathered from the same memory maps (values
   converted to float64 as they are copied), with the products formed first by numpy and a vector of ones as the
   right-hand side, so the compiled loop only adds (a fused multiply-add by 1.0 rounds like the plain addition). It
@@ -11,10 +13,10 @@ Two exact implementations that add the same float64 products ``float64(data[k]) 
   time (33 vs 20 ms), where ``np.add.at`` per column, which holds the GIL between columns, took 114 ms.
 
 Even from numba's on-disk cache, the first call of a numba function in a process costs ~0.4-1 s (numba initialises its
-compiler target before it can load cached machine code). So the first queries of a fresh process are served by the
-SciPy path. Once a process has made a second query (a one-shot command line never pays for numba), loading the numba
-kernels starts in a background thread (:func:`query_done`, called after the query so the loading does not compete with
-it for the GIL); later calls use numba once it is ready.
+compiler target before it can load cached machine code). So without the C library the first queries of a fresh
+process are served by the SciPy path. Once a process has made a second query (a one-shot command line never pays for
+numba), loading the numba kernels starts in a background thread (:func:`query_done`, called after the query so the
+loading does not compete with it for the GIL); later calls use numba once it is ready.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import threading
 from typing import Any
 
 import numpy as np
+
+from . import _compiled
 
 #: stored non-zeros of a query's shards from which the query first waits for the numba kernels (instead of loading
 #: them after it): a gene set selects a few % of the stored values, and the SciPy path costs ~2 ns per selected
@@ -72,11 +76,20 @@ _queries = 0
 
 
 def query_done() -> None:
-    """Count a finished query; from the second one on, load the numba kernels in the background (once)."""
+    """Count a finished query; from the second one on, load numba in the background (once) unless C serves."""
     global _queries
     _queries += 1
-    if _queries >= 2:
+    if _queries >= 2 and _compiled.kernel() is None:
         start_loading()
+
+
+def prepare(stored_values: int) -> None:
+    """Before a query over shards holding ``stored_values`` non-zeros: a large one may wait for numba.
+
+    Only when the C library does not serve (see :data:`EARLY_KERNEL_LOADING`).
+    """
+    if stored_values >= EARLY_KERNEL_LOADING and _compiled.kernel() is None:
+        start_loading(wait=True)
 
 
 def start_loading(*, wait: bool = False) -> None:
@@ -124,6 +137,9 @@ def weighted_column_sums(
     """
     weights = np.ascontiguousarray(weights, dtype=np.float64)
     col_ptr = np.ascontiguousarray(col_ptr, dtype=np.int64)
+    compiled = _compiled.range_sums(data, indices, col_ptr[:-1], col_ptr[1:], weights, n_rows)
+    if compiled is not None:
+        return compiled[0]
     if not numba_ready():
         return _scipy_sums(data, indices, col_ptr, weights, n_rows)[0]
     out = np.zeros(n_rows, dtype=np.float64)
@@ -139,6 +155,9 @@ def sum_column_ranges(
     Returns the float64 sums and the number of out-of-range row numbers met (those entries are skipped).
     """
     weights = np.ascontiguousarray(weights, dtype=np.float64)
+    compiled = _compiled.range_sums(data, indices, starts, stops, weights, n_rows)
+    if compiled is not None:
+        return compiled
     if not numba_ready():
         # the selected runs gathered (data straight to float64: one pass), then summed by SciPy
         pieces = list(zip(np.asarray(starts).tolist(), np.asarray(stops).tolist(), strict=True))
