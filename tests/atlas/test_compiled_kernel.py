@@ -98,3 +98,20 @@ def test_without_compiler_or_when_switched_off_the_other_kernels_serve(tmp_path,
     np.testing.assert_array_equal(
         _kernels.sum_column_ranges(data, indices, np.array([0]), np.array([4]), np.ones(1), 4)[0], np.ones(4)
     )
+
+
+@needs_compiler
+def test_a_library_that_cannot_be_built_or_loaded_is_not_tried_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIGSCAN_CACHE", str(tmp_path))
+    monkeypatch.delenv("SIGSCAN_NO_COMPILE", raising=False)
+
+    def unloadable(path):
+        raise OSError(f"{path}: failed to map segment from shared object")  # as on a noexec mount
+
+    monkeypatch.setattr(_compiled, "_load", unloadable)
+    _fresh_state(monkeypatch)
+    assert _compiled.kernel() is None
+    _compiled._compiling.join(timeout=120)
+    assert not list(tmp_path.glob("atlas-kernel-*.so")) and list(tmp_path.glob("*.unusable"))
+    _fresh_state(monkeypatch)
+    assert _compiled.kernel() is None and _compiled._compiling is None  # not built again

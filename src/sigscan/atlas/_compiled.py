@@ -8,12 +8,14 @@ rounded, then added, as numba does, so both give bit-identical sums) into the si
 millisecond, and ``ctypes`` calls release the GIL, so shards are summed in parallel.
 
 The compilation runs in the background the first time a query finds no library (a process waits for it at exit, a
-fraction of a second); without a C compiler, or if it fails, nothing changes: numba and SciPy serve as before.
+fraction of a second); without a C compiler, or if building or loading fails (remembered by a marker file, so later
+processes do not try again), nothing changes: numba and SciPy serve as before.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -77,6 +79,11 @@ def _library_path(compiler: str) -> Path:
     return cache_dir() / f"atlas-kernel-{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
 
 
+def _unusable(library: Path) -> Path:
+    """Marker left when ``library`` cannot be built or loaded here (later processes do not try again)."""
+    return library.with_name(f"{library.name}.unusable")
+
+
 def _compile(compiler: str, target: Path) -> None:
     """Build the library at ``target`` (written aside and renamed: concurrent builds and readers are safe)."""
     folder = target.parent
@@ -87,9 +94,11 @@ def _compile(compiler: str, target: Path) -> None:
         subprocess.run(
             [compiler, *_FLAGS, "-o", str(partial), str(source)], capture_output=True, timeout=60, check=True
         )
+        _load(partial)  # a library this system cannot load (e.g. a cache folder mounted noexec) is not kept
         os.replace(partial, target)
-    except (OSError, subprocess.SubprocessError):
-        pass  # no working compiler: the other kernels serve
+    except (OSError, subprocess.SubprocessError):  # the other kernels serve; remembered for later processes
+        with contextlib.suppress(OSError):
+            _unusable(target).touch()
     finally:
         for leftover in (source, partial):
             leftover.unlink(missing_ok=True)
@@ -120,6 +129,8 @@ def kernel() -> Any:
             return None
         try:
             path = _library_path(compiler)
+            if _unusable(path).exists():
+                return None
             if path.exists():
                 try:
                     _function = _load(path)
