@@ -156,12 +156,13 @@ def transformer_and_sctab_rows(args, sizes: dict) -> list[dict]:
 
     import sigscan as ss
 
+    def size(key: str, full_spec: dict, full_genes: int) -> tuple[dict, list[str]]:
+        """The model's constructor arguments and genes: the --quick size or the full benchmark's."""
+        spec = dict(sizes[key]) if args.quick else dict(full_spec)
+        return spec, pbmc_gene_order(spec.pop("genes") if args.quick else full_genes)
+
     rows = []
-    if args.quick:
-        spec = dict(sizes["scgpt"])
-        genes = pbmc_gene_order(spec.pop("genes"))
-    else:
-        spec, genes = scgpt.SIZE, pbmc_gene_order(scgpt.N_GENES)
+    spec, genes = size("scgpt", scgpt.SIZE, scgpt.N_GENES)
     model = ss.models.ScGPT.random(genes, **spec, random_state=0, min_gene_overlap=1)
     name = f"scGPT {spec['nlayers']} layers × {spec['embsize']} (random weights)"
     cells = benchmark_cells(sizes["scgpt_cells"])
@@ -169,21 +170,13 @@ def transformer_and_sctab_rows(args, sizes: dict) -> list[dict]:
     row, _ = throughput(name, model, cells, device=args.device, methods=("ixg", "ig"), n_steps=scgpt.N_STEPS)
     rows.append(row)
 
-    if args.quick:
-        spec = dict(sizes["scfoundation"])
-        genes = pbmc_gene_order(spec.pop("genes"))
-    else:
-        spec, genes = foundation.SCF_SIZE, pbmc_gene_order(foundation.SCF_GENES)
+    spec, genes = size("scfoundation", foundation.SCF_SIZE, foundation.SCF_GENES)
     model = ss.models.ScFoundation.random(genes, **spec, random_state=0, min_gene_overlap=1)
     name = f"scFoundation reduced: {spec['depth']} layers × {spec['hidden_dim']} (random weights)"
     row, _ = throughput(name, model, benchmark_cells(sizes["scf_cells"]), device=args.device, methods=("ixg", "ig"))
     rows.append(row)
 
-    if args.quick:
-        spec = dict(sizes["sctab"])
-        genes = pbmc_gene_order(spec.pop("genes"))
-    else:
-        spec, genes = {"units": foundation.SCTAB_UNITS}, pbmc_gene_order(foundation.SCTAB_GENES)
+    spec, genes = size("sctab", {"units": foundation.SCTAB_UNITS}, foundation.SCTAB_GENES)
     model = ss.models.ScTabSSL.random(genes, **spec, random_state=0, min_gene_overlap=1)
     name = f"SSL-scTab {model.n_genes} → {'→'.join(map(str, spec['units']))} (random weights)"
     row, _ = throughput(name, model, benchmark_cells(sizes["sctab_cells"]), device=args.device, methods=("ig", "ixg"))

@@ -34,15 +34,20 @@ def encode_gene_index(genes: list[str], gene_order_sha256: str) -> np.ndarray | 
     return pack(_MAGIC, {"gene_order_sha256": gene_order_sha256}, arrays, crc32=True)
 
 
-def index_problem(location: Location, gene_order_sha256: str, n_genes: int) -> str | None:
-    """Why the atlas's gene index cannot be used ("missing" when there is none), else ``None``."""
+def _read(location: Location, gene_order_sha256: str, n_genes: int) -> tuple[Packed | None, str | None]:
+    """The atlas's gene index and why it cannot be used ("missing" when there is none), else ``(index, None)``."""
     try:
         packed = Packed.read(location, _MAGIC, _WHAT, GENE_INDEX)
     except PackedError as error:
-        return str(error)
+        return None, str(error)
     if packed is None:
-        return "missing"
-    return _problem(packed, gene_order_sha256, n_genes)
+        return None, "missing"
+    return packed, _problem(packed, gene_order_sha256, n_genes)
+
+
+def index_problem(location: Location, gene_order_sha256: str, n_genes: int) -> str | None:
+    """Why the atlas's gene index cannot be used ("missing" when there is none), else ``None``."""
+    return _read(location, gene_order_sha256, n_genes)[1]
 
 
 def _problem(packed: Packed, gene_order_sha256: str, n_genes: int) -> str | None:
@@ -64,14 +69,10 @@ class GeneIndex:
     @classmethod
     def open(cls, location: Location, gene_order_sha256: str, n_genes: int) -> GeneIndex | None:
         """The index of the atlas at ``location``; ``None`` when it has none that matches (logged)."""
-        try:
-            packed = Packed.read(location, _MAGIC, _WHAT, GENE_INDEX)
-            problem = None if packed is None else _problem(packed, gene_order_sha256, n_genes)
-        except PackedError as error:
-            packed, problem = None, str(error)
-        if problem:
+        packed, problem = _read(location, gene_order_sha256, n_genes)
+        if problem and problem != "missing":
             logger.warning("not using the gene index: %s; atlas.verify(repair=True) writes it again", problem)
-        return None if packed is None or problem else cls(packed)
+        return None if problem else cls(packed)
 
     def columns(self, genes: list[str]) -> np.ndarray:
         """Each gene's column in the gene order, ``-1`` for genes it does not hold."""

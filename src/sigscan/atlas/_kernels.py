@@ -34,20 +34,19 @@ from . import _compiled
 #: is cheaper
 EARLY_KERNEL_LOADING = 12_000_000_000
 _READY = threading.Event()
-#: the numba kernels (``_numba_kernels.py``, imported by :func:`_load_numba`: importing numba alone takes ~0.3-0.7 s)
-_column_sums_numba: Any = None
+#: the numba kernel (``_numba_kernels.py``, imported by :func:`_load_numba`: importing numba alone takes ~0.3-0.7 s)
 _range_sums_numba: Any = None
 _STARTED = threading.Lock()
 _started = False
 
 
 def _load_numba() -> None:
-    """Compile (or load from numba's cache) both kernels for the array types queries pass, then flag them ready."""
-    global _column_sums_numba, _range_sums_numba
+    """Compile (or load from numba's cache) the kernel for the array types queries pass, then flag it ready."""
+    global _range_sums_numba
     try:
-        from ._numba_kernels import column_sums, range_sums
+        from ._numba_kernels import range_sums
 
-        _column_sums_numba, _range_sums_numba = column_sums, range_sums
+        _range_sums_numba = range_sums
         out = np.zeros(1, np.float64)
         weights = np.ones(1, np.float64)
         bounds = (np.zeros(1, np.int64), np.ones(1, np.int64))
@@ -55,8 +54,7 @@ def _load_numba() -> None:
             data, indices = np.zeros(1, np.float32), np.zeros(1, np.int32)
             data.flags.writeable = indices.flags.writeable = writeable
             _range_sums_numba(data, indices, *bounds, weights, out)
-            _column_sums_numba(data, indices, np.array([0, 1], np.int64), weights, out)
-    except Exception:  # pragma: no cover - numba unusable here: the numpy path serves every call
+    except Exception:  # pragma: no cover - numba unusable here: the SciPy path serves every call
         return
     _READY.set()
 
@@ -131,20 +129,12 @@ def weighted_column_sums(
 ) -> np.ndarray:
     """``Σ_j w_j · A[:, j]`` for a CSC slice ``(data, indices, col_ptr)`` with ``n_rows`` rows, in float64.
 
-    The same sums as ``csc_matrix(...) @ weights`` (float64 accumulation, as :func:`sigscan.tl.attribution_score`),
-    without the float64 copy of ``data`` scipy makes; runs without the GIL. ``indices`` must lie in
-    ``[0, n_rows)`` (checked by the caller).
+    The same sums as ``csc_matrix(...) @ weights`` (float64 accumulation, as :func:`sigscan.tl.attribution_score`):
+    :func:`sum_column_ranges` over the slice's columns. ``indices`` must lie in ``[0, n_rows)`` (checked by the
+    caller).
     """
-    weights = np.ascontiguousarray(weights, dtype=np.float64)
-    col_ptr = np.ascontiguousarray(col_ptr, dtype=np.int64)
-    compiled = _compiled.range_sums(data, indices, col_ptr[:-1], col_ptr[1:], weights, n_rows)
-    if compiled is not None:
-        return compiled[0]
-    if not numba_ready():
-        return _scipy_sums(data, indices, col_ptr, weights, n_rows)[0]
-    out = np.zeros(n_rows, dtype=np.float64)
-    _column_sums_numba(data, indices, col_ptr, weights, out)
-    return out
+    col_ptr = np.asarray(col_ptr, dtype=np.int64)
+    return sum_column_ranges(data, indices, col_ptr[:-1], col_ptr[1:], weights, n_rows)[0]
 
 
 def sum_column_ranges(

@@ -99,9 +99,6 @@ class Packed:
             return None
         return cls(buffer, magic, where, what)
 
-    def __contains__(self, key: str) -> bool:
-        return key in self._layout
-
     def array(self, key: str) -> np.ndarray:
         """Array ``key`` (a read-only view)."""
         offset, dtype, length = self._layout[key]
